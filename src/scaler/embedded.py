@@ -1,0 +1,51 @@
+"""A local AWS (the moto server, over HTTP) for the demo and the tests: same code path as AWS."""
+
+from __future__ import annotations
+
+import contextlib
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from scaler.errors import ScalerError
+
+__all__ = ["LocalAws", "local_aws"]
+
+# Credentials the moto server accepts; they never reach a real AWS endpoint.
+LOCAL_CREDENTIALS = {
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+    "region_name": "us-east-1",
+}
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    """A running local endpoint; `reset()` empties every service."""
+
+    endpoint_url: str
+
+    def reset(self) -> None:
+        """Forget every resource and datapoint (moto's reset API)."""
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+
+@contextlib.contextmanager
+def local_aws() -> Iterator[LocalAws]:
+    """Start a moto server on a free loopback port for the duration of the block."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ScalerError(
+            "the embedded AWS needs moto[server]: install scaler with its demo extra "
+            "(pip install 'scaler[demo]', or `make install`)"
+        ) from exc
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield LocalAws(endpoint_url=f"http://{host}:{port}")
+    finally:
+        server.stop()

@@ -1,0 +1,1 @@
+"""Instance facts: the EBS limits and local storage that decide I/O-bound advice."""

@@ -1,0 +1,119 @@
+"""Frozen outcome types: Finding, Unevaluated, Recommendation, Advice (the SIGNALS.md JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+__all__ = [
+    "Advice",
+    "EvidenceValue",
+    "Finding",
+    "GroupError",
+    "Recommendation",
+    "Severity",
+    "Timestamp",
+    "Unevaluated",
+    "format_time",
+]
+
+
+def format_time(when: datetime) -> str:
+    """ISO 8601 in UTC with a trailing Z, as SIGNALS.md writes times."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Timestamp = Annotated[datetime, PlainSerializer(format_time, return_type=str)]
+EvidenceValue = float | int | str | bool | None | list[float] | list[str] | dict[str, Any]
+
+
+class Severity(StrEnum):
+    """How urgently a person should look."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Finding(_Frozen):
+    """A named state the fleet was in, from `start` to `end` (None: still holds)."""
+
+    kind: str
+    group: str
+    start: Timestamp
+    end: Timestamp | None
+    severity: Severity
+    summary: str
+    evidence: dict[str, EvidenceValue] = Field(default_factory=dict)
+
+
+class Unevaluated(_Frozen):
+    """A rule that could not judge a group, and the signals it lacked (never a guess)."""
+
+    kind: str
+    group: str
+    missing: list[str]
+    reason: str
+
+
+class Recommendation(_Frozen):
+    """What the group should run at `at`; a None field means no opinion on it."""
+
+    at: Timestamp
+    group: str
+    desired_capacity: int | None
+    instance_type: str | None
+    reason: str
+    current_capacity: int | None = None
+    evidence: dict[str, EvidenceValue] = Field(default_factory=dict)
+
+
+class GroupError(_Frozen):
+    """A group that could not be evaluated at all, and why."""
+
+    group: str
+    error: str
+    retryable: bool = False
+
+
+class Advice(_Frozen):
+    """Everything one run concluded; `findings` and `recommendations` are the contract."""
+
+    findings: list[Finding] = Field(default_factory=list)
+    recommendations: list[Recommendation] = Field(default_factory=list)
+    unevaluated: list[Unevaluated] = Field(default_factory=list)
+    errors: list[GroupError] = Field(default_factory=list)
+
+    @classmethod
+    def merge(cls, parts: Iterable[Advice]) -> Advice:
+        """One Advice holding every part's items, in order."""
+        parts = list(parts)
+        return cls(
+            findings=[f for p in parts for f in p.findings],
+            recommendations=[r for p in parts for r in p.recommendations],
+            unevaluated=[u for p in parts for u in p.unevaluated],
+            errors=[e for p in parts for e in p.errors],
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON object `--format json` prints."""
+        return self.model_dump(mode="json")
+
+
+# Literal kept for readers: the finding kinds SIGNALS.md defines today.
+KnownKind = Literal[
+    "iowait_bound",
+    "cpu_bound",
+    "backlog_growing",
+    "memory_leak",
+    "memory_pressure",
+    "latency_growth",
+]

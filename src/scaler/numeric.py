@@ -1,0 +1,110 @@
+"""Causal, NaN-aware series arithmetic shared by detectors and capacity (numpy, no loops)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+from scaler.signals import Series
+
+__all__ = [
+    "Mask",
+    "ffill",
+    "lagged",
+    "rolling_max",
+    "rolling_mean",
+    "rolling_min",
+    "rolling_sum",
+    "run_lengths",
+    "runs",
+    "sustained",
+]
+
+Mask = npt.NDArray[np.bool_]
+
+
+def rolling_sum(values: Series, width: int, min_count: int = 1) -> tuple[Series, Series]:
+    """Trailing sums over `width` minutes ending at each minute, and how many were present."""
+    present = ~np.isnan(values)
+    filled = np.where(present, values, 0.0)
+    csum = np.concatenate(([0.0], np.cumsum(filled)))
+    ccount = np.concatenate(([0], np.cumsum(present)))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - width, 0)
+    sums = csum[idx] - csum[lo]
+    counts = (ccount[idx] - ccount[lo]).astype(np.float64)
+    sums = np.where(counts >= min_count, sums, np.nan)
+    return sums, counts
+
+
+def rolling_mean(values: Series, width: int, min_count: int = 1) -> Series:
+    """Trailing mean over `width` minutes, NaN where fewer than `min_count` were present."""
+    sums, counts = rolling_sum(values, width, min_count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts >= min_count, sums / np.maximum(counts, 1), np.nan)
+
+
+def _rolling_reduce(values: Series, width: int, fill: float, reduce: str) -> Series:
+    if len(values) == 0:
+        return values.copy()
+    padded = np.concatenate((np.full(width - 1, np.nan), values))
+    view = sliding_window_view(padded, width)
+    substituted = np.where(np.isnan(view), fill, view)
+    out: Series = getattr(substituted, reduce)(axis=1)
+    all_missing = np.isnan(view).all(axis=1)
+    return np.where(all_missing, np.nan, out)
+
+
+def rolling_min(values: Series, width: int) -> Series:
+    """Trailing minimum over `width` minutes, ignoring NaN (NaN if all missing)."""
+    return _rolling_reduce(values, width, np.inf, "min")
+
+
+def rolling_max(values: Series, width: int) -> Series:
+    """Trailing maximum over `width` minutes, ignoring NaN (NaN if all missing)."""
+    return _rolling_reduce(values, width, -np.inf, "max")
+
+
+def lagged(values: Series, minutes: int) -> Series:
+    """The series shifted `minutes` later (value at t is the value at t - minutes)."""
+    out = np.full(len(values), np.nan)
+    if minutes < len(values):
+        out[minutes:] = values[: len(values) - minutes]
+    return out
+
+
+def ffill(values: Series, limit: int) -> Series:
+    """Carry each value forward over at most `limit` missing minutes (for 5-minute data)."""
+    present = ~np.isnan(values)
+    idx = np.where(present, np.arange(len(values)), -1)
+    last = np.maximum.accumulate(idx) if len(values) else idx
+    age = np.arange(len(values)) - last
+    ok = (last >= 0) & (age <= limit)
+    return np.where(ok, values[np.clip(last, 0, None)], np.nan)
+
+
+def runs(mask: Mask, min_length: int = 1) -> list[tuple[int, int]]:
+    """Inclusive (first, last) index pairs of True runs at least `min_length` long."""
+    if len(mask) == 0:
+        return []
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1) - 1
+    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True) if e - s + 1 >= min_length]
+
+
+def run_lengths(mask: Mask) -> npt.NDArray[np.int64]:
+    """How many consecutive minutes `mask` has been True, ending at each minute."""
+    total = np.cumsum(mask, dtype=np.int64)
+    at_reset = np.where(mask, 0, total)
+    return total - np.maximum.accumulate(at_reset) if len(mask) else total
+
+
+def sustained(mask: Mask, min_length: int) -> Mask:
+    """Minutes at which `mask` has held for at least `min_length` consecutive minutes.
+
+    Causal: minute t is True once the run covering it is `min_length` long *at t*, so a
+    tick at t sees exactly what a backtest reports for t.
+    """
+    return run_lengths(mask) >= min_length

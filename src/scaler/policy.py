@@ -1,0 +1,240 @@
+"""Policies: YAML -> frozen models, with errors that name the file, the field and valid choices."""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from scaler.capacity import CapacitySettings
+from scaler.errors import PolicyError
+from scaler.rules import rules
+from scaler.rules.base import Rule, RuleContext
+
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "DEFAULT_MIN_SIZE",
+    "GroupPolicy",
+    "Policy",
+    "RulesConfig",
+    "default_policy",
+    "load_policy",
+    "parse_policy",
+    "policy_schema",
+]
+
+DEFAULT_MIN_SIZE = 1
+DEFAULT_MAX_SIZE = 100
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@cache
+def _rules_config_model() -> type[BaseModel]:
+    """One optional settings block per registered rule; unknown rule names are rejected."""
+    fields: dict[str, Any] = {
+        name: (rule.Settings, Field(default_factory=rule.Settings, description=_first_line(rule)))
+        for name, rule in rules.items()
+    }
+    return create_model(
+        "RulesConfig", __config__=ConfigDict(frozen=True, extra="forbid"), **fields
+    )
+
+
+def _first_line(rule: type[Rule]) -> str:
+    return (rule.__doc__ or rule.name).strip().splitlines()[0]
+
+
+RulesConfig = _rules_config_model()
+
+
+class GroupPolicy(_Strict):
+    """One scaling group: an Auto Scaling group and the SQS queue it drains."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", description="Group name in output."
+    )
+    auto_scaling_group: str | None = Field(None, description="ASG name; defaults to `name`.")
+    queue: str | None = Field(None, description="SQS queue name or URL; defaults to `name`.")
+    instance_type: str | None = Field(
+        None, description="Instance type, when it cannot be read from the group (backtests)."
+    )
+    min_size: int | None = Field(None, ge=0, description="Never advise below this.")
+    max_size: int | None = Field(None, ge=1, description="Never advise above this.")
+    cpu_target_pct: float = Field(
+        60.0, gt=0, le=100, description="CPU target of the group's existing scaling policy."
+    )
+    capacity: CapacitySettings = Field(default_factory=CapacitySettings)
+    rules: RulesConfig = Field(default_factory=RulesConfig)  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> GroupPolicy:
+        if (
+            self.min_size is not None
+            and self.max_size is not None
+            and self.min_size > self.max_size
+        ):
+            raise ValueError(f"min_size {self.min_size} is above max_size {self.max_size}")
+        return self
+
+    @property
+    def asg_name(self) -> str:
+        """The Auto Scaling group this policy group controls."""
+        return self.auto_scaling_group or self.name
+
+    @property
+    def queue_name(self) -> str:
+        """The queue this group drains (a name or URL)."""
+        return self.queue or self.name
+
+    def bounds(self, group_min: int | None = None, group_max: int | None = None) -> tuple[int, int]:
+        """[min, max] for advice: the tighter of the group's own and the policy's."""
+        lo = max(x for x in (group_min, self.min_size, 0) if x is not None)
+        hi = (
+            min(x for x in (group_max, self.max_size) if x is not None)
+            if (group_max is not None or self.max_size is not None)
+            else DEFAULT_MAX_SIZE
+        )
+        if group_min is None and self.min_size is None:
+            lo = DEFAULT_MIN_SIZE
+        return lo, max(lo, hi)
+
+    def enabled_rules(self) -> list[Rule]:
+        """Instances of every enabled rule, each with this group's settings."""
+        out = []
+        for name, rule in rules.items():
+            settings = getattr(self.rules, name)
+            if settings.enabled:
+                out.append(rule(settings))
+        return out
+
+    def context(self, instance: Any = None) -> RuleContext:
+        """What the rules need to know about the fleet beyond its metrics."""
+        return RuleContext(instance=instance, cpu_target_pct=self.cpu_target_pct)
+
+
+class Policy(_Strict):
+    """A policy file: how scaler watches and advises a set of scaling groups."""
+
+    version: Literal[1] = Field(1, description="Policy format version.")
+    mode: Literal["dry-run", "apply"] = Field(
+        "dry-run", description="dry-run only advises; apply may act within the rails."
+    )
+    groups: list[GroupPolicy] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Policy:
+        names = [g.name for g in self.groups]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"group names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def group(self, name: str) -> GroupPolicy:
+        """The group called `name`, or a PolicyError listing the groups."""
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise PolicyError(f"no group {name!r} in the policy; groups: {', '.join(self.names())}")
+
+    def names(self) -> list[str]:
+        """Group names in file order."""
+        return [g.name for g in self.groups]
+
+
+def default_policy(name: str = "default") -> Policy:
+    """The policy used when none is given: one group, every default."""
+    return Policy(groups=[GroupPolicy(name=name)])
+
+
+def policy_schema() -> dict[str, Any]:
+    """JSON Schema of the policy format, for editors."""
+    return Policy.model_json_schema()
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file; every problem is a PolicyError naming file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: cannot read policy: {exc}") from exc
+    return parse_policy(text, str(path))
+
+
+def parse_policy(text: str, where: str = "<policy>") -> Policy:
+    """Validate policy YAML text; `where` names it in errors."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError(f"{where}:{at} not valid YAML: {problem}") from exc
+    if not isinstance(data, dict):
+        raise PolicyError(
+            f"{where}: a policy is a mapping with a 'groups' list, got {type(data).__name__}"
+        )
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_explain(exc, where)) from exc
+
+
+def _explain(exc: ValidationError, where: str) -> str:
+    lines = [f"{where}: {exc.error_count()} problem(s) in the policy:"]
+    for err in exc.errors():
+        loc = err["loc"]
+        field = _dotted(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            valid = _fields_at(Policy, loc[:-1])
+            kind = "rule" if len(loc) >= 2 and loc[-2] == "rules" else "field"
+            msg = f"unknown {kind} {loc[-1]!r}; valid: {', '.join(valid)}"
+        else:
+            msg = err["msg"]
+            if (
+                "input" in err
+                and err["type"] != "missing"
+                and not isinstance(err["input"], dict | list)
+            ):
+                msg += f" (got {json.dumps(err['input'], default=str)})"
+        lines.append(f"  {field}: {msg}")
+    return "\n".join(lines)
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field names valid at `loc` inside `model`, for 'valid: ...' in errors."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            args = typing.get_args(current)
+            current = args[0] if args else current
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            current = current.model_fields[str(part)].annotation
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        non_none = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return non_none[0] if len(non_none) == 1 else annotation
+    return annotation

@@ -1,0 +1,84 @@
+"""What every detector is: settings that validate themselves, a window in, an outcome out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from scaler.instances.catalog import InstanceFacts
+from scaler.models import Finding, Unevaluated
+from scaler.numeric import Mask
+from scaler.registry import Registry
+from scaler.signals import Window
+
+__all__ = ["Rule", "RuleContext", "RuleOutcome", "RuleSettings", "rules"]
+
+
+class RuleSettings(BaseModel):
+    """Settings every rule takes; each rule extends this with its own, with defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(True, description="Set false to skip this rule for the group.")
+
+
+class RuleContext(BaseModel):
+    """Facts about the fleet that are not metrics: what it runs on, what it scales on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance: InstanceFacts | None = None
+    cpu_target_pct: float = Field(
+        60.0, description="The CPU target of the group's existing scaling policy, if any."
+    )
+
+
+class RuleOutcome(BaseModel):
+    """Findings of one rule over a window, and the minutes at which it held (causally)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    kind: str
+    findings: list[Finding]
+    active: Mask
+    unevaluated: Unevaluated | None = None
+
+    @classmethod
+    def skipped(cls, kind: str, window: Window, missing: list[str], why: str) -> RuleOutcome:
+        """An outcome that judges nothing because signals are missing; it says which."""
+        return cls(
+            kind=kind,
+            findings=[],
+            active=np.zeros(window.length, dtype=bool),
+            unevaluated=Unevaluated(kind=kind, group=window.group, missing=missing, reason=why),
+        )
+
+
+class Rule(ABC):
+    """A detector: pure, deterministic, causal (minute t depends only on minutes <= t)."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[RuleSettings]] = RuleSettings
+    #: Signals without which the rule cannot judge at all.
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: RuleSettings | None = None) -> None:
+        self.settings = settings if settings is not None else self.Settings()
+
+    def evaluate(self, window: Window, context: RuleContext) -> RuleOutcome:
+        """Findings over `window`, or a skipped outcome naming the missing signals."""
+        missing = window.missing(self.requires)
+        if missing:
+            why = f"{self.name} needs {', '.join(missing)}, which the source did not report"
+            return RuleOutcome.skipped(self.name, window, missing, why)
+        return self.detect(window, context)
+
+    @abstractmethod
+    def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
+        """Judge a window that has every required signal."""
+
+
+rules: Registry[type[Rule]] = Registry("rule")

@@ -1,0 +1,162 @@
+"""The signal vocabulary of SIGNALS.md and the Window: one group's signals on a minute grid."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+__all__ = [
+    "MINUTE",
+    "Series",
+    "Signal",
+    "Window",
+    "floor_minute",
+]
+
+MINUTE = 60
+Series = npt.NDArray[np.float64]
+
+
+class Signal(StrEnum):
+    """Signals every source speaks; see SIGNALS.md for units and AWS origins."""
+
+    QUEUE_VISIBLE = "queue_visible"
+    QUEUE_IN_FLIGHT = "queue_in_flight"
+    QUEUE_OLDEST_AGE = "queue_oldest_age"
+    QUEUE_SENT = "queue_sent"
+    QUEUE_DELETED = "queue_deleted"
+    INSTANCES = "instances"
+    CPU_USER = "cpu_user"
+    CPU_IOWAIT = "cpu_iowait"
+    EBS_READ_OPS = "ebs_read_ops"
+    EBS_WRITE_OPS = "ebs_write_ops"
+    EBS_READ_BYTES = "ebs_read_bytes"
+    EBS_WRITE_BYTES = "ebs_write_bytes"
+    EBS_BYTE_BALANCE = "ebs_byte_balance"
+    EBS_IO_BALANCE = "ebs_io_balance"
+    EBS_THROUGHPUT_EXCEEDED = "ebs_throughput_exceeded"
+    EBS_IOPS_EXCEEDED = "ebs_iops_exceeded"
+    MEM_USED = "mem_used"
+    WORK_LATENCY = "work_latency"
+
+
+def floor_minute(when: datetime) -> datetime:
+    """The start of the UTC minute that holds `when`."""
+    return when.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _frozen(values: Any) -> Series:
+    array = np.array(values, dtype=np.float64, copy=True)
+    array.flags.writeable = False
+    return array
+
+
+class Window(BaseModel):
+    """Aligned one-minute series for one scaling group; NaN marks a missing datapoint.
+
+    Index i is the minute `start + i`. Every series has the same length; a signal absent
+    from the source is absent from `series` (which is different from a series of NaN:
+    the first says "this fleet never reports it", the second "no data came").
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    group: str
+    start: datetime
+    length: int
+    series: Mapping[str, Series]
+
+    @field_validator("start")
+    @classmethod
+    def _minute_aligned_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("start must be timezone-aware (UTC)")
+        return floor_minute(value)
+
+    @field_validator("series", mode="before")
+    @classmethod
+    def _freeze_series(cls, value: Mapping[str, Any]) -> Mapping[str, Series]:
+        return MappingProxyType({str(k): _frozen(v) for k, v in value.items()})
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Window:
+        if self.length < 0:
+            raise ValueError("length must be >= 0")
+        for name, values in self.series.items():
+            if values.shape != (self.length,):
+                raise ValueError(f"series {name!r} has shape {values.shape}, want ({self.length},)")
+        return self
+
+    @classmethod
+    def from_points(
+        cls,
+        group: str,
+        points: Mapping[str, Iterable[tuple[datetime, float]]],
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Window:
+        """Build a window from (time, value) points per signal, later points winning.
+
+        `start` and `end` (inclusive minutes) default to the span of the points.
+        """
+        epoch_points = {
+            name: [(int(floor_minute(t).timestamp()) // MINUTE, v) for t, v in pts]
+            for name, pts in points.items()
+        }
+        minutes = [m for pts in epoch_points.values() for m, _ in pts]
+        first = int(floor_minute(start).timestamp()) // MINUTE if start else min(minutes, default=0)
+        last = int(floor_minute(end).timestamp()) // MINUTE if end else max(minutes, default=-1)
+        length = max(last - first + 1, 0)
+        series: dict[str, Series] = {}
+        for name, pts in epoch_points.items():
+            values = np.full(length, np.nan)
+            for minute, value in pts:
+                if first <= minute <= last:
+                    values[minute - first] = value
+            series[name] = values
+        return cls(
+            group=group,
+            start=datetime.fromtimestamp(first * MINUTE, UTC),
+            length=length,
+            series=series,
+        )
+
+    @property
+    def end(self) -> datetime:
+        """The last minute of the window (equal to start for an empty window)."""
+        return self.time_at(max(self.length - 1, 0))
+
+    def time_at(self, index: int) -> datetime:
+        """The UTC minute at position `index`."""
+        return self.start + timedelta(minutes=index)
+
+    def has(self, signal: str) -> bool:
+        """Whether the source reports this signal at all (it may still be all NaN)."""
+        return signal in self.series
+
+    def get(self, signal: str) -> Series | None:
+        """The series of a signal, or None where the source does not report it."""
+        return self.series.get(signal)
+
+    def missing(self, signals: Iterable[str]) -> list[str]:
+        """The signals in `signals` that this window lacks or holds only NaN for."""
+        return [s for s in signals if s not in self.series or bool(np.isnan(self.series[s]).all())]
+
+    def tail(self, minutes: int) -> Window:
+        """The last `minutes` minutes of this window."""
+        keep = min(max(minutes, 0), self.length)
+        cut = self.length - keep
+        return Window(
+            group=self.group,
+            start=self.time_at(cut),
+            length=keep,
+            series={k: v[cut:] for k, v in self.series.items()},
+        )

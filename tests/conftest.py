@@ -1,0 +1,37 @@
+"""Shared fixtures: one local AWS (moto server over HTTP) per test session, reset per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from scaler.aws import Clients, make_clients
+from scaler.embedded import LOCAL_CREDENTIALS, LocalAws, local_aws
+
+
+@pytest.fixture(scope="session")
+def aws_server() -> Iterator[LocalAws]:
+    """A moto server on a free loopback port, shared by the session."""
+    with local_aws() as server:
+        yield server
+
+
+@pytest.fixture
+def aws(aws_server: LocalAws, monkeypatch: pytest.MonkeyPatch) -> LocalAws:
+    """The local AWS, emptied before the test; real credentials can never leak in."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    aws_server.reset()
+    return aws_server
+
+
+@pytest.fixture
+def clients(aws: LocalAws) -> Clients:
+    """Real boto3 clients pointed at the local AWS over HTTP."""
+    session = boto3.Session(**LOCAL_CREDENTIALS)
+    return make_clients(session, endpoint_url=aws.endpoint_url)
