@@ -14,6 +14,7 @@ __all__ = [
     "EvidenceValue",
     "Finding",
     "GroupError",
+    "GroupState",
     "Recommendation",
     "Severity",
     "Timestamp",
@@ -82,6 +83,20 @@ class GroupError(_Frozen):
     group: str
     error: str
     retryable: bool = False
+
+
+class GroupState(_Frozen):
+    """An Auto Scaling group as AWS reports it now."""
+
+    name: str
+    desired: int
+    min_size: int
+    max_size: int
+    in_service: int
+    instance_type: str | None = None
+    launch_template: dict[str, str] | None = None
+    activities_in_progress: int = 0
+    instance_refresh_in_progress: bool = False
 
 
 class Advice(_Frozen):

@@ -44,9 +44,7 @@ def _rules_config_model() -> type[BaseModel]:
         name: (rule.Settings, Field(default_factory=rule.Settings, description=_first_line(rule)))
         for name, rule in rules.items()
     }
-    return create_model(
-        "RulesConfig", __config__=ConfigDict(frozen=True, extra="forbid"), **fields
-    )
+    return create_model("RulesConfig", __config__=ConfigDict(frozen=True, extra="forbid"), **fields)
 
 
 def _first_line(rule: type[Rule]) -> str:

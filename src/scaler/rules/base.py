@@ -14,7 +14,7 @@ from scaler.numeric import Mask
 from scaler.registry import Registry
 from scaler.signals import Window
 
-__all__ = ["Rule", "RuleContext", "RuleOutcome", "RuleSettings", "rules"]
+__all__ = ["Opinion", "Rule", "RuleContext", "RuleOutcome", "RuleSettings", "rules"]
 
 
 class RuleSettings(BaseModel):
@@ -34,6 +34,16 @@ class RuleContext(BaseModel):
     cpu_target_pct: float = Field(
         60.0, description="The CPU target of the group's existing scaling policy, if any."
     )
+
+
+class Opinion(BaseModel):
+    """What a rule advises for a finding beyond capacity: a type, a mitigation, or both."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance_type: str | None = None
+    action: str | None = Field(None, description="e.g. instance_refresh, a labelled mitigation.")
+    reason: str
 
 
 class RuleOutcome(BaseModel):
@@ -75,6 +85,10 @@ class Rule(ABC):
             why = f"{self.name} needs {', '.join(missing)}, which the source did not report"
             return RuleOutcome.skipped(self.name, window, missing, why)
         return self.detect(window, context)
+
+    def recommend(self, finding: Finding, context: RuleContext) -> Opinion | None:
+        """Advice that follows from one of this rule's findings; most rules have none."""
+        return None
 
     @abstractmethod
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:

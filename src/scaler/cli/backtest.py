@@ -1,0 +1,1 @@
+"""`scaler backtest FILE`: replay a recorded window through the rules and advice."""
