@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from scaler.instances.catalog import InstanceFacts
-from scaler.numeric import ffill, rolling_max, rolling_mean, rolling_min
+from scaler.numeric import Mask, ffill, rolling_max, rolling_mean, rolling_min
 from scaler.signals import Series, Signal, Window
 
 __all__ = [
@@ -318,8 +318,14 @@ def plan_capacity(
 
         required = arrivals + backlog / settings.drain_minutes
         raw = np.ceil(required / (per_instance * settings.target_utilization) - 1e-9)
+        # Present-and-zero demand needs nothing, whatever an instance could do.
+        raw = np.where(required == 0, 0.0, np.where(np.isfinite(raw), raw, np.nan))
 
-    desired = _rails(raw, current, settings, min_size, max_size)
+    fresh = np.ones(n, dtype=bool)
+    for name in (Signal.QUEUE_VISIBLE, Signal.QUEUE_DELETED, Signal.INSTANCES):
+        values = _signal(window, name)
+        fresh &= values is not None and ~np.isnan(values)
+    desired = _rails(raw, current, fresh, settings, min_size, max_size)
     return CapacityPlan(
         settings=settings,
         min_size=min_size,
@@ -338,15 +344,25 @@ def plan_capacity(
     )
 
 
-def _rails(raw: Series, current: Series, s: CapacitySettings, lo: int, hi: int) -> Series:
-    """Clamp, tolerance band, and scale-in stabilization (HPA: highest advice in window)."""
+def _rails(
+    raw: Series, current: Series, fresh: Mask, s: CapacitySettings, lo: int, hi: int
+) -> Series:
+    """Clamp, tolerance band, and scale-in stabilization (HPA: highest advice in window).
+
+    A minute without an opinion, or whose queue/instance datapoints were carried forward
+    rather than reported, counts as +inf in the window, so missing data blocks scale-in; so
+    does a window too short to hold the stabilization period.
+    """
     clamped = np.clip(raw, lo, hi)
     with np.errstate(invalid="ignore", divide="ignore"):
-        within = np.abs(clamped / current - 1.0) <= s.tolerance
+        within = np.abs(clamped / current - 1.0) <= s.tolerance + 1e-9
     candidate = np.where(within & (current >= lo) & (current <= hi), current, clamped)
-    # A minute without an opinion counts as +inf, so missing data blocks scale-in.
-    blocking = np.where(np.isnan(candidate), np.inf, candidate)
-    highest_recent = rolling_max(blocking, s.scale_in_stabilization_minutes)
+    blocking = np.where(np.isnan(candidate) | ~fresh, np.inf, candidate)
+    span = s.scale_in_stabilization_minutes
+    padded = np.concatenate((np.full(span - 1, np.inf), blocking))
+    highest_recent = rolling_max(padded, span)[span - 1 :]
     scale_in = candidate < current
     stabilized = np.where(scale_in, np.minimum(current, highest_recent), candidate)
-    return np.where(np.isnan(raw) | np.isnan(current), np.nan, stabilized)
+    # Bounds win over everything, including holding a current size that is out of bounds.
+    bounded = np.clip(stabilized, lo, hi)
+    return np.where(np.isnan(raw) | np.isnan(current), np.nan, bounded)

@@ -14,6 +14,7 @@ __all__ = [
     "lagged",
     "rolling_max",
     "rolling_mean",
+    "rolling_median",
     "rolling_min",
     "rolling_sum",
     "run_lengths",
@@ -54,6 +55,24 @@ def _rolling_reduce(values: Series, width: int, fill: float, reduce: str) -> Ser
     out: Series = getattr(substituted, reduce)(axis=1)
     all_missing = np.isnan(view).all(axis=1)
     return np.where(all_missing, np.nan, out)
+
+
+def rolling_median(values: Series, width: int) -> Series:
+    """Trailing median over `width` minutes ignoring NaN: smooths noise but keeps edges sharp."""
+    if len(values) == 0 or width <= 1:
+        return values.copy()
+    padded = np.concatenate((np.full(width - 1, np.nan), values))
+    view = sliding_window_view(padded, width)
+    present = ~np.isnan(view)
+    out = np.full(len(values), np.nan)
+    some = present.any(axis=1)
+    # Sorting puts NaN last, so the median of the k present values sits at (k-1)/2.
+    ordered = np.sort(view[some], axis=1)
+    counts = present[some].sum(axis=1)
+    lo = ordered[np.arange(len(ordered)), (counts - 1) // 2]
+    hi = ordered[np.arange(len(ordered)), counts // 2]
+    out[some] = (lo + hi) / 2
+    return out
 
 
 def rolling_min(values: Series, width: int) -> Series:

@@ -1,5 +1,16 @@
 """Detectors, registered by name; importing this package registers every built-in rule."""
 
-from scaler.rules.base import Rule, RuleContext, RuleOutcome, RuleSettings, rules
+from scaler.rules import backlog, cpu, io
+from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
 
-__all__ = ["Rule", "RuleContext", "RuleOutcome", "RuleSettings", "rules"]
+__all__ = [
+    "Opinion",
+    "Rule",
+    "RuleContext",
+    "RuleOutcome",
+    "RuleSettings",
+    "backlog",
+    "cpu",
+    "io",
+    "rules",
+]

@@ -1,0 +1,183 @@
+"""One group's window through the rules and the capacity plan, into Advice.
+
+`evaluate` does the work once for every minute of the window (vectorized and causal), so a
+backtest reads a timeline from it and a live tick reads its last minute: the same code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import structlog
+
+from scaler.capacity import CapacityPlan, plan_capacity
+from scaler.instances.catalog import InstanceFacts
+from scaler.models import Advice, Finding, Recommendation
+from scaler.policy import GroupPolicy
+from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome
+from scaler.signals import Window
+
+__all__ = ["Evaluation", "evaluate"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class _Opinionated:
+    """An opinion in force from the minute its finding was confirmed to the finding's end."""
+
+    kind: str
+    opinion: Opinion
+    first: int
+    last: int
+    finding: Finding
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything the rules and the capacity plan concluded about one window."""
+
+    window: Window
+    outcomes: list[RuleOutcome]
+    plan: CapacityPlan
+    opinions: list[_Opinionated]
+
+    @property
+    def findings(self) -> list[Finding]:
+        """All findings, in time order."""
+        found = [f for o in self.outcomes for f in o.findings]
+        return sorted(found, key=lambda f: (f.start, f.kind))
+
+    def _opinions_at(self, i: int) -> list[_Opinionated]:
+        return [o for o in self.opinions if o.first <= i <= o.last]
+
+    def recommendation_at(self, i: int) -> Recommendation:
+        """The advice at minute `i`: capacity, any instance-type opinion, and why."""
+        decision = self.plan.at(i)
+        typed = [o for o in self._opinions_at(i) if o.opinion.instance_type]
+        reason = decision.reason
+        if typed:
+            reason += f" Instance type ({typed[0].kind}): {typed[0].opinion.reason}"
+        return Recommendation(
+            at=self.window.time_at(i),
+            group=self.window.group,
+            desired_capacity=decision.desired,
+            instance_type=typed[0].opinion.instance_type if typed else None,
+            reason=reason,
+            current_capacity=decision.current,
+            evidence=decision.evidence(),
+        )
+
+    def mitigations(self) -> list[Recommendation]:
+        """Opinions with no instance type (a scheduled refresh, say), each at its confirmation."""
+        return [
+            Recommendation(
+                at=self.window.time_at(o.first),
+                group=self.window.group,
+                desired_capacity=None,
+                instance_type=None,
+                reason=o.opinion.reason,
+                evidence={"finding": o.kind, "action": o.opinion.action},
+            )
+            for o in self.opinions
+            if not o.opinion.instance_type
+        ]
+
+    def timeline(self) -> list[Recommendation]:
+        """Recommendations each time the advice changes meaningfully (a backtest's view).
+
+        A minute without a capacity opinion (missing data) neither starts nor ends advice;
+        capacity moves within the tolerance band of the last advice are not new advice.
+        """
+        plan, n = self.plan, self.window.length
+        desired, current = plan.desired.tolist(), plan.current.tolist()
+        type_at: list[str | None] = [None] * n
+        for o in reversed(self.opinions):  # Earlier-registered rules win where they overlap.
+            if o.opinion.instance_type:
+                type_at[o.first : o.last + 1] = [o.opinion.instance_type] * (o.last - o.first + 1)
+        out: list[Recommendation] = []
+        last: tuple[int | None, str | None] = (None, None)
+        for i in range(n):
+            if math.isnan(desired[i]):
+                continue
+            change = None if desired[i] == current[i] else int(desired[i])
+            key = (change, type_at[i])
+            if key == last or self._within_tolerance(last, key):
+                continue
+            last = key
+            out.append(self.recommendation_at(i))
+        out.extend(self.mitigations())
+        return sorted(out, key=lambda r: r.at)
+
+    def _within_tolerance(
+        self, last: tuple[int | None, str | None], key: tuple[int | None, str | None]
+    ) -> bool:
+        if last[0] is None or key[0] is None or last[1] != key[1]:
+            return False
+        return abs(key[0] - last[0]) <= self.plan.settings.tolerance * last[0]
+
+    def backtest_advice(self) -> Advice:
+        """Findings over the whole window and the advice timeline."""
+        return Advice(
+            findings=self.findings,
+            recommendations=self.timeline(),
+            unevaluated=[o.unevaluated for o in self.outcomes if o.unevaluated],
+        )
+
+    def live_advice(self) -> Advice:
+        """Findings in the window and the advice for its last minute (a live tick's view)."""
+        last = self.window.length - 1
+        recs = [self.recommendation_at(last)] if last >= 0 else []
+        recs += [
+            r
+            for r in self.mitigations()
+            if any(o.last == last for o in self.opinions if not o.opinion.instance_type)
+        ]
+        return Advice(
+            findings=self.findings,
+            recommendations=recs,
+            unevaluated=[o.unevaluated for o in self.outcomes if o.unevaluated],
+        )
+
+
+def _opinions(
+    rule: Rule, outcome: RuleOutcome, window: Window, ctx: RuleContext
+) -> list[_Opinionated]:
+    out = []
+    active = outcome.active
+    for finding in outcome.findings:
+        first = int((finding.start - window.start).total_seconds() // 60)
+        last = (
+            window.length - 1
+            if finding.end is None
+            else int((finding.end - window.start).total_seconds() // 60)
+        )
+        confirmed = [i for i in range(first, last + 1) if active[i]]
+        opinion = rule.recommend(finding, ctx)
+        if opinion is not None and confirmed:
+            out.append(_Opinionated(rule.name, opinion, confirmed[0], last, finding))
+    return out
+
+
+def evaluate(
+    window: Window,
+    group: GroupPolicy,
+    *,
+    instance: InstanceFacts | None,
+    bounds: tuple[int, int],
+) -> Evaluation:
+    """Run every enabled rule and the capacity plan over `window`."""
+    ctx = group.context(instance)
+    outcomes, opinions = [], []
+    for rule in group.enabled_rules():
+        outcome = rule.evaluate(window, ctx)
+        outcomes.append(outcome)
+        opinions.extend(_opinions(rule, outcome, window, ctx))
+        log.debug(
+            "rule.evaluated", group=window.group, rule=rule.name, findings=len(outcome.findings)
+        )
+    plan = plan_capacity(
+        window, group.capacity, min_size=bounds[0], max_size=bounds[1], facts=instance
+    )
+    return Evaluation(window=window, outcomes=outcomes, plan=plan, opinions=opinions)

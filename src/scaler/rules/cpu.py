@@ -1,0 +1,94 @@
+"""`cpu_bound`: throughput plateaus with CPU near saturation and little iowait."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from scaler.models import EvidenceValue, Severity
+from scaler.rules.base import Rule, RuleContext, RuleOutcome, RuleSettings, rules
+from scaler.rules.features import (
+    Fleet,
+    before_after,
+    held,
+    mean_over,
+    num,
+    pct,
+    rounded,
+    spans_to_findings,
+)
+from scaler.signals import Signal, Window
+
+__all__ = ["CpuBound", "CpuBoundSettings"]
+
+
+class CpuBoundSettings(RuleSettings):
+    """When a busy CPU is what limits the fleet."""
+
+    sustain_minutes: int = Field(
+        5, ge=1, description="Minutes the state must hold to be a finding."
+    )
+    smooth_minutes: int = Field(3, ge=1, description="Median over this many minutes against noise.")
+    cpu_saturated_pct: float = Field(
+        85.0, gt=0, le=100, description="CPU user at or above this is saturated."
+    )
+    iowait_max_pct: float = Field(10.0, ge=0, le=100, description="iowait must stay below this.")
+    behind_margin: float = Field(
+        0.02, ge=0, lt=1, description="Throughput below arrivals by this fraction = falling behind."
+    )
+    bridge_minutes: int = Field(3, ge=0, description="Missing minutes that do not break the state.")
+
+
+@rules.register("cpu_bound")
+class CpuBound(Rule):
+    """Throughput plateaus with CPU near saturation and low iowait."""
+
+    name = "cpu_bound"
+    Settings = CpuBoundSettings
+    requires = (Signal.CPU_USER, Signal.QUEUE_VISIBLE)
+    settings: CpuBoundSettings
+
+    def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
+        """Mark minutes where CPU is saturated, iowait is low and work piles up."""
+        s = self.settings
+        fleet = Fleet(window, s.smooth_minutes)
+        cpu = fleet.smoothed(Signal.CPU_USER)
+        iowait = fleet.smoothed(Signal.CPU_IOWAIT)
+        behind, behind_known = fleet.behind(s.behind_margin)
+        # Without the iowait signal, a saturated CPU alone still names the state.
+        has_iowait = window.has(Signal.CPU_IOWAIT)
+        with np.errstate(invalid="ignore"):
+            low_iowait = (iowait < s.iowait_max_pct) if has_iowait else np.ones(window.length, bool)
+            condition = behind & (cpu >= s.cpu_saturated_pct) & low_iowait
+        known = behind_known & ~np.isnan(cpu) & (~np.isnan(iowait) if has_iowait else True)
+        active = held(condition, known, s.sustain_minutes, s.bridge_minutes)
+
+        def describe(first: int, last: int) -> tuple[Severity, str, dict[str, EvidenceValue]]:
+            cpu_before, cpu_after = before_after(cpu, first, last)
+            tp_before, tp_after = before_after(fleet.per_instance, first, last)
+            io_after = mean_over(iowait, first, last)
+            arrivals = mean_over(fleet.arrivals, first, last)
+            throughput = mean_over(fleet.throughput, first, last)
+            summary = (
+                f"Fleet is CPU-bound: CPU user {pct(cpu_after)} (was {pct(cpu_before)}), iowait "
+                f"{pct(io_after)}, throughput per instance {num(tp_after)} msg/min against "
+                f"arrivals {num(arrivals)}/min. More instances add throughput in proportion; "
+                "a CPU target would fire here, and a compute-optimized type may be cheaper."
+            )
+            return (
+                Severity.WARNING,
+                summary,
+                {
+                    "cpu_user_before_pct": rounded(cpu_before),
+                    "cpu_user_after_pct": rounded(cpu_after),
+                    "cpu_iowait_pct": rounded(io_after),
+                    "throughput_per_instance_before": rounded(tp_before),
+                    "throughput_per_instance_after": rounded(tp_after),
+                    "arrivals_msg_per_min": rounded(arrivals),
+                    "throughput_msg_per_min": rounded(throughput),
+                    "iowait_reported": has_iowait,
+                },
+            )
+
+        findings = spans_to_findings(window, self.name, active, s.sustain_minutes, describe)
+        return RuleOutcome(kind=self.name, findings=findings, active=active)

@@ -1,0 +1,135 @@
+"""Derived series and span helpers the detectors share: computed the same way everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from scaler.models import EvidenceValue, Finding, Severity
+from scaler.numeric import Mask, ffill, lagged, rolling_median, runs, sustained
+from scaler.signals import Series, Signal, Window
+
+__all__ = [
+    "Fleet",
+    "before_after",
+    "held",
+    "mean_over",
+    "num",
+    "pct",
+    "rounded",
+    "spans_to_findings",
+]
+
+
+class Fleet:
+    """Smoothed fleet rates of one window (median of 3 minutes: robust, keeps edges sharp)."""
+
+    def __init__(self, window: Window, smooth_minutes: int = 3) -> None:
+        self.window = window
+        self.smooth = smooth_minutes
+        n = window.length
+        self.nan = np.full(n, np.nan)
+        self.instances = self._ffilled(Signal.INSTANCES, 5)
+        self.throughput = self.smoothed(Signal.QUEUE_DELETED)
+        self.backlog = self._ffilled(Signal.QUEUE_VISIBLE, 2)
+        sent = window.get(Signal.QUEUE_SENT)
+        self.has_arrivals = sent is not None
+        self.arrivals = self.smoothed(Signal.QUEUE_SENT) if sent is not None else self.nan
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.per_instance = np.where(
+                self.instances > 0, self.throughput / self.instances, np.nan
+            )
+        # Backlog growth per minute over the smoothing span: positive means falling behind.
+        self.backlog_growth = (self.backlog - lagged(self.backlog, smooth_minutes)) / smooth_minutes
+
+    def smoothed(self, signal: str) -> Series:
+        """The signal smoothed, or all-NaN if the source does not report it."""
+        values = self.window.get(signal)
+        return self.nan if values is None else rolling_median(values, self.smooth)
+
+    def _ffilled(self, signal: str, limit: int) -> Series:
+        values = self.window.get(signal)
+        return self.nan if values is None else ffill(values, limit)
+
+    def behind(self, margin: float) -> tuple[Mask, Mask]:
+        """(falling behind, known): arrivals exceed throughput, or the backlog keeps growing."""
+        with np.errstate(invalid="ignore"):
+            gap = self.arrivals - self.throughput
+            by_rates = gap > margin * np.maximum(self.arrivals, 1.0)
+            by_backlog = (self.backlog_growth > 0) & (self.backlog > 0)
+        known = ~np.isnan(self.backlog_growth) | ~np.isnan(gap)
+        return (by_rates | by_backlog), known
+
+
+def held(condition: Mask, known: Mask, sustain: int, bridge: int) -> Mask:
+    """Minutes at which `condition` has held `sustain` minutes, bridging short unknown gaps.
+
+    A minute with unknown inputs keeps the state it had (for at most `bridge` minutes), so a
+    missing datapoint neither starts nor ends a state on its own.
+    """
+    tri = np.where(known, condition.astype(np.float64), np.nan)
+    return sustained(ffill(tri, bridge) == 1.0, sustain)
+
+
+def mean_over(values: Series, first: int, last: int) -> float | None:
+    """Mean of present values in [first, last] (clipped to the series), or None."""
+    first, last = max(first, 0), min(last, len(values) - 1)
+    if last < first:
+        return None
+    chunk = values[first : last + 1]
+    chunk = chunk[~np.isnan(chunk)]
+    return float(chunk.mean()) if len(chunk) else None
+
+
+def before_after(
+    values: Series, start: int, end: int, lookback: int = 30
+) -> tuple[float | None, float | None]:
+    """(mean in the `lookback` minutes before the state, mean while it held)."""
+    return mean_over(values, start - lookback, start - 1), mean_over(values, start, end)
+
+
+def spans_to_findings(
+    window: Window,
+    kind: str,
+    active: Mask,
+    sustain: int,
+    describe: Callable[[int, int], tuple[Severity, str, dict[str, EvidenceValue]]],
+) -> list[Finding]:
+    """One Finding per run of `active`; `start` is the first minute the condition held.
+
+    `active` marks confirmed minutes (the condition has held `sustain` minutes), so a run's
+    state began `sustain - 1` minutes before its first confirmed minute.
+    """
+    findings = []
+    for first, last in runs(active):
+        start = max(first - (sustain - 1), 0)
+        severity, summary, evidence = describe(start, last)
+        still_holds = last == window.length - 1
+        findings.append(
+            Finding(
+                kind=kind,
+                group=window.group,
+                start=window.time_at(start),
+                end=None if still_holds else window.time_at(last),
+                severity=severity,
+                summary=summary,
+                evidence=evidence,
+            )
+        )
+    return findings
+
+
+def rounded(value: float | None, digits: int = 1) -> float | None:
+    """A number rounded for evidence, None kept."""
+    return None if value is None else round(value, digits)
+
+
+def pct(value: float | None) -> str:
+    """A percentage for a sentence: '15%' or 'n/a'."""
+    return "n/a" if value is None else f"{value:.0f}%"
+
+
+def num(value: float | None, digits: int = 0) -> str:
+    """A number for a sentence with thousands separators, or 'n/a'."""
+    return "n/a" if value is None else f"{value:,.{digits}f}"

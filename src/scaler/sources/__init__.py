@@ -1,0 +1,1 @@
+"""Metric sources: each produces one `Window` per scaling group."""

@@ -1,0 +1,26 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+
+from scaler.signals import Window
+
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def window_of(
+    series: Mapping[str, Sequence[float] | np.ndarray | float],
+    length: int | None = None,
+    group: str = "default",
+) -> Window:
+    """A window from arrays (or constants broadcast to `length`)."""
+    n = length or max(len(v) for v in series.values() if not isinstance(v, int | float))
+    data = {
+        k: np.full(n, float(v)) if isinstance(v, int | float) else np.asarray(v, float)
+        for k, v in series.items()
+    }
+    return Window(group=group, start=START, length=n, series=data)
