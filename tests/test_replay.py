@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def test_offset_timestamps_are_converted_to_utc() -> None:
 )
 def test_bad_rows_name_the_file_line_and_problem(body: str, message: str) -> None:
     """Each kind of bad row is refused with a message that names where and what."""
-    with pytest.raises(ReplayError, match="^trace.csv: ") as err:
+    with pytest.raises(ReplayError, match=r"^trace\.csv: ") as err:
         read_replay_text(HEADER + body, "trace.csv")
     assert message in str(err.value)
 
@@ -137,7 +138,5 @@ def test_reader_never_crashes_on_arbitrary_bytes(
     """Any bytes on disk either parse or raise ReplayError."""
     path = tmp_path_factory.mktemp("fuzz") / "f.csv"
     path.write_bytes(data)
-    try:
+    with contextlib.suppress(ReplayError):
         read_replay(path)
-    except ReplayError:
-        pass
