@@ -46,7 +46,7 @@ def make_clients(
     region_name: str | None = None,
     config: Config | None = None,
 ) -> Clients:
-    """Clients from the normal boto3 chain; `endpoint_url` (or SCALER_ENDPOINT_URL) redirects all."""
+    """Clients from the boto3 chain; `endpoint_url` (or SCALER_ENDPOINT_URL) redirects all."""
     session = boto3_session or boto3.Session()
     endpoint = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
     region = region_name or session.region_name or "us-east-1"

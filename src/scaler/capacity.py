@@ -196,7 +196,7 @@ def _reason(d: CapacityDecision, plan: CapacityPlan) -> str:
         if d.per_instance_msg_per_min is None and d.required_msg_per_min is not None:
             return (
                 "No capacity opinion: the fleet keeps up and its per-instance capacity is "
-                "unknown (no CPU or EBS signal to bound it, no per_instance_capacity in the policy)."
+                "unknown (no CPU or EBS signal bounds it; no per_instance_capacity in the policy)."
             )
         return "No capacity opinion: queue or instance data is missing or stale, so no scale-in."
     assert d.per_instance_msg_per_min is not None and d.required_msg_per_min is not None

@@ -220,7 +220,7 @@ class IowaitBound(Rule):
         return RuleOutcome(kind=self.name, findings=findings, active=active)
 
     def recommend(self, finding: Finding, context: RuleContext) -> Opinion | None:
-        """A type with local NVMe or enough sustained EBS, when the EBS instance limit is the cause."""
+        """A type with local NVMe or enough sustained EBS, when the EBS limit is the cause."""
         if finding.evidence.get("cause") != "ebs_instance_limit" or context.instance is None:
             return None
         demand = finding.evidence.get("ebs_mb_s_per_instance_before")
