@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from scaler.models import EvidenceValue, Severity
+from scaler.models import EvidenceValue, Severity, format_time
 from scaler.numeric import ffill, lagged, rolling_mean
 from scaler.rules.base import Rule, RuleContext, RuleOutcome, RuleSettings, rules
 from scaler.rules.features import Fleet, held, mean_over, num, rounded, spans_to_findings
@@ -133,6 +133,9 @@ def _describe(
         when = f"messages are already older than the {limit_min:g}-minute limit"
     else:
         when = f"the oldest message passes the {limit_min:g}-minute limit in about {eta:.0f} min"
+    passed_at = _first_past_limit(fleet, age, first, last, s.max_message_age_s)
+    if passed_at is not None and eta == 0:
+        when += f" (since {fleet.window.time_at(passed_at):%H:%M} UTC)"
     severity = (
         Severity.CRITICAL
         if eta is not None and eta <= s.critical_within_minutes
@@ -155,5 +158,18 @@ def _describe(
             "max_message_age_s": s.max_message_age_s,
             "minutes_to_age_limit": rounded(eta),
             "projection": method,
+            "age_limit_passed_at": (
+                None if passed_at is None else format_time(fleet.window.time_at(passed_at))
+            ),
         },
     )
+
+
+def _first_past_limit(
+    fleet: Fleet, age: Series | None, first: int, last: int, limit_s: float
+) -> int | None:
+    """The first minute of the span at which messages waited longer than the limit."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wait = age if age is not None else fleet.backlog / fleet.throughput * 60
+        past = np.flatnonzero(wait[first : last + 1] >= limit_s)
+    return int(first + past[0]) if len(past) else None
