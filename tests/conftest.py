@@ -9,6 +9,13 @@ import pytest
 
 from scaler.aws import Clients, make_clients
 from scaler.embedded import LOCAL_CREDENTIALS, LocalAws, local_aws
+from scaler.logs import configure_logging
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    """Warnings and above only; tests that look at log events use capture_logs()."""
+    configure_logging("warning")
 
 
 @pytest.fixture(scope="session")

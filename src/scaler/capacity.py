@@ -199,7 +199,12 @@ def _reason(d: CapacityDecision, plan: CapacityPlan) -> str:
                 "unknown (no CPU or EBS signal bounds it; no per_instance_capacity in the policy)."
             )
         return "No capacity opinion: queue or instance data is missing or stale, so no scale-in."
-    assert d.per_instance_msg_per_min is not None and d.required_msg_per_min is not None
+    if not d.required_msg_per_min or d.per_instance_msg_per_min is None:
+        return (
+            f"No demand: arrivals and backlog are both reported as zero, so "
+            f"{d.desired} instance(s) (the minimum, after stabilization) suffice"
+            + (f" (now {d.current})." if d.current is not None else ".")
+        )
     s = plan.settings
     basis = _BASIS_TEXT[d.basis.value] if d.basis else "unknown"
     if d.basis is Basis.EBS_BYTES and plan.facts and d.bytes_per_message:
@@ -237,7 +242,7 @@ def _per_message(
     nan = np.full(len(per_instance_rate), np.nan)
     if usage is None or budget_per_min is None:
         return nan, nan
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         cost = np.where(per_instance_rate > 1e-9, usage / per_instance_rate, np.nan)
         sustained = np.where(cost > 0, budget_per_min / cost, np.nan)
     return cost, sustained
@@ -280,7 +285,7 @@ def plan_capacity(
         arrivals = throughput + growth
     arrivals = np.maximum(arrivals, 0.0)
 
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         measured = np.where(current > 0, throughput / current, np.nan)
         saturated = rolling_min(backlog, m) > settings.saturation_backlog_minutes * throughput
         bytes_used = _sum_present(
@@ -354,7 +359,7 @@ def _rails(
     does a window too short to hold the stabilization period.
     """
     clamped = np.clip(raw, lo, hi)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         within = np.abs(clamped / current - 1.0) <= s.tolerance + 1e-9
     candidate = np.where(within & (current >= lo) & (current <= hi), current, clamped)
     blocking = np.where(np.isnan(candidate) | ~fresh, np.inf, candidate)
