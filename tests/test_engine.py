@@ -26,7 +26,7 @@ values = arrays(np.float64, 60, elements=st.one_of(st.floats(0, 1e6), st.just(ma
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.fixed_dictionaries({name: values for name in SIGNALS}),
+    st.fixed_dictionaries(dict.fromkeys(SIGNALS, values)),
     st.integers(0, 60),
     st.integers(0, 10),
     st.integers(0, 30),

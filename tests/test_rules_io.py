@@ -12,8 +12,8 @@ from scaler.models import Advice, Finding
 from scaler.policy import default_policy
 from scaler.rules.base import RuleContext
 from scaler.rules.io import IowaitBound
-from scaler.sim import scenarios
 from scaler.signals import Window
+from scaler.sim import scenarios
 
 M5_XLARGE = bundled_catalog().require("m5.xlarge")
 OVERRIDES = Overrides(instance_type="m5.xlarge", min_size=2, max_size=40)
