@@ -159,3 +159,12 @@ def test_detector_is_causal(incident: scenarios.Trace) -> None:
             series={k: v[:cut] for k, v in incident.window.series.items()},
         )
         assert (rule.evaluate(head, ctx).active == full[:cut]).all()
+
+
+def test_the_blip_is_real_only_the_sustain_rule_keeps_it_out() -> None:
+    """The backup blip does look iowait-bound for 3 minutes: sustain 2 finds it, sustain 5 not."""
+    window = scenarios.iowait_blip().window
+    ctx = RuleContext(instance=M5_XLARGE)
+    short = IowaitBound(IowaitBound.Settings(sustain_minutes=2)).evaluate(window, ctx).findings
+    assert len(short) == 1
+    assert not IowaitBound().evaluate(window, ctx).findings
