@@ -87,25 +87,38 @@ class Evaluation:
     def timeline(self) -> list[Recommendation]:
         """Recommendations each time the advice changes meaningfully (a backtest's view).
 
-        A minute without a capacity opinion (missing data) neither starts nor ends advice;
-        capacity moves within the tolerance band of the last advice are not new advice.
+        A minute without a capacity opinion (missing data) neither starts nor ends advice; a
+        move within the tolerance band of the last advice is not new advice; a return to
+        "hold" counts once it has held for the stabilization window (no flapping at the band's
+        edge); and advice moving on in the same direction is repeated at most every
+        `measure_minutes` (a ramp is one story, not one line a minute). A new instance-type
+        opinion is always new advice.
         """
         plan, n = self.plan, self.window.length
         desired, current = plan.desired.tolist(), plan.current.tolist()
+        settle = plan.settings.scale_in_stabilization_minutes
+        pace = plan.settings.measure_minutes
         type_at: list[str | None] = [None] * n
         for o in reversed(self.opinions):  # Earlier-registered rules win where they overlap.
             if o.opinion.instance_type:
                 type_at[o.first : o.last + 1] = [o.opinion.instance_type] * (o.last - o.first + 1)
         out: list[Recommendation] = []
         last: tuple[int | None, str | None] = (None, None)
+        last_at, holding = -pace, 0
         for i in range(n):
             if math.isnan(desired[i]):
                 continue
             change = None if desired[i] == current[i] else int(desired[i])
+            holding = holding + 1 if change is None else 0
             key = (change, type_at[i])
             if key == last or self._within_tolerance(last, key):
                 continue
-            last = key
+            if key[1] == last[1]:
+                if change is None and holding < settle:
+                    continue
+                if change is not None and last[0] is not None and i - last_at < pace:
+                    continue
+            last, last_at = key, i
             out.append(self.recommendation_at(i))
         out.extend(self.mitigations())
         return sorted(out, key=lambda r: r.at)

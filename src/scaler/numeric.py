@@ -42,7 +42,7 @@ def rolling_sum(values: Series, width: int, min_count: int = 1) -> tuple[Series,
 def rolling_mean(values: Series, width: int, min_count: int = 1) -> Series:
     """Trailing mean over `width` minutes, NaN where fewer than `min_count` were present."""
     sums, counts = rolling_sum(values, width, min_count)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         return np.where(counts >= min_count, sums / np.maximum(counts, 1), np.nan)
 
 

@@ -169,7 +169,7 @@ def _first_past_limit(
     fleet: Fleet, age: Series | None, first: int, last: int, limit_s: float
 ) -> int | None:
     """The first minute of the span at which messages waited longer than the limit."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         wait = age if age is not None else fleet.backlog / fleet.throughput * 60
         past = np.flatnonzero(wait[first : last + 1] >= limit_s)
     return int(first + past[0]) if len(past) else None

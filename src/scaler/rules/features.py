@@ -36,7 +36,7 @@ class Fleet:
         sent = window.get(Signal.QUEUE_SENT)
         self.has_arrivals = sent is not None
         self.arrivals = self.smoothed(Signal.QUEUE_SENT) if sent is not None else self.nan
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             self.per_instance = np.where(
                 self.instances > 0, self.throughput / self.instances, np.nan
             )
