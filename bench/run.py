@@ -1,0 +1,76 @@
+"""`make bench`: figures for the README, printed, not asserted (no timed tests)."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from scaler.backtest import Overrides, evaluate_windows, run_backtest
+from scaler.logs import configure_logging
+from scaler.policy import default_policy
+from scaler.sim import scenarios
+from scaler.sim.replay_csv import write_replay
+from scaler.sources.replay import read_replay
+
+OVERRIDES = Overrides(instance_type="m5.xlarge", min_size=2, max_size=40)
+
+
+def _best_of(runs: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def backtest_figures() -> list[str]:
+    """30 days of 1-minute data through read + rules + advice, and one 3-hour live window."""
+    month = scenarios.month(30)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "month.csv"
+        with path.open("w") as stream:
+            points = write_replay([month.window], stream)
+        size_mb = path.stat().st_size / 1e6
+        signals = len(month.window.series)
+        read_s = _best_of(3, lambda: read_replay(path))
+        windows = read_replay(path)
+        engine_s = _best_of(3, lambda: run_backtest(windows, default_policy(), OVERRIDES))
+        total_s = _best_of(3, lambda: run_backtest(read_replay(path), default_policy(), OVERRIDES))
+        advice = run_backtest(windows, default_policy(), OVERRIDES)
+    tail = scenarios.incident().window.tail(180)
+
+    def tick() -> None:
+        evaluate_windows({"default": tail}, default_policy(), OVERRIDES)[0].live_advice()
+
+    per_tick = [_best_of(1, tick) for _ in range(30)]
+    median_ms, best_ms = statistics.median(per_tick) * 1e3, min(per_tick) * 1e3
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return [
+        f"30-day replay: {points:,} datapoints ({signals} signals x 43,200 minutes, "
+        f"{size_mb:.0f} MB of CSV)",
+        f"  read CSV        {read_s:6.2f} s",
+        f"  rules + advice  {engine_s:6.2f} s",
+        f"  total           {total_s:6.2f} s  ({points / total_s:,.0f} datapoints/s; target < 2 s)",
+        f"  found {len(advice.findings)} findings, {len(advice.recommendations)} recommendations",
+        f"one group's 3-hour window (live tick): median {median_ms:.1f} ms, best {best_ms:.1f} ms",
+        f"peak memory (max RSS): {peak_mib:.0f} MiB",
+    ]
+
+
+def main() -> int:
+    """Print every figure group."""
+    configure_logging("warning")
+    print(f"scaler bench (python {sys.version.split()[0]})")
+    for line in backtest_figures():
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
