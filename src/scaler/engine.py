@@ -107,6 +107,10 @@ class Evaluation:
         last_at, holding = -pace, 0
         for i in range(n):
             if math.isnan(desired[i]):
+                # No capacity opinion here; a new instance-type opinion is still news.
+                if type_at[i] != last[1]:
+                    last, last_at = (None, type_at[i]), i
+                    out.append(self.recommendation_at(i))
                 continue
             change = None if desired[i] == current[i] else int(desired[i])
             holding = holding + 1 if change is None else 0

@@ -1,6 +1,6 @@
 """Detectors, registered by name; importing this package registers every built-in rule."""
 
-from scaler.rules import backlog, cpu, io
+from scaler.rules import backlog, cpu, io, latency, memory
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
 
 __all__ = [
@@ -12,5 +12,7 @@ __all__ = [
     "backlog",
     "cpu",
     "io",
+    "latency",
+    "memory",
     "rules",
 ]

@@ -1,0 +1,223 @@
+"""`memory_leak` (a robust upward trend under the GC saw-tooth) and `memory_pressure`."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from scaler.instances.catalog import bundled_catalog
+from scaler.models import EvidenceValue, Finding, Severity, format_time
+from scaler.numeric import ffill, runs
+from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
+from scaler.rules.features import held, rounded, spans_to_findings
+from scaler.rules.trendbase import latest_fit, mask_from_fits
+from scaler.signals import Signal, Window
+from scaler.trend import bucket, fit_buckets
+
+__all__ = ["MemoryLeak", "MemoryLeakSettings", "MemoryPressure", "MemoryPressureSettings"]
+
+
+class MemoryLeakSettings(RuleSettings):
+    """When a slow climb in memory is a leak, and where it ends."""
+
+    window_minutes: int = Field(480, ge=60, description="Fit the trend over this trailing span.")
+    min_window_minutes: int = Field(
+        180, ge=30, description="Judge only with at least this much data in the span."
+    )
+    bucket_minutes: int = Field(
+        30, ge=1, description="Fit on each interval's minimum (longer than one GC cycle)."
+    )
+    min_slope_pct_per_hour: float = Field(
+        0.25, gt=0, description="Slower climbs are not reported as leaks."
+    )
+    min_confidence: float = Field(
+        0.75, ge=0.5, le=1, description="Share of pairwise slopes that must agree in sign."
+    )
+    limit_pct: float = Field(100.0, gt=0, le=100, description="Memory use at which it fails (OOM).")
+    critical_within_hours: float = Field(
+        12.0, ge=0, description="Critical when the projected OOM is this close."
+    )
+
+
+@rules.register("memory_leak")
+class MemoryLeak(Rule):
+    """A sustained upward trend in memory under the saw-tooth of garbage collection."""
+
+    name = "memory_leak"
+    Settings = MemoryLeakSettings
+    requires = (Signal.MEM_USED,)
+    settings: MemoryLeakSettings
+
+    def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
+        """Fit the trailing floor of memory at every interval; a steady climb is a leak."""
+        s = self.settings
+        mem = window.series[Signal.MEM_USED]
+        b = s.bucket_minutes
+        floors, peaks = bucket(mem, b, "min"), bucket(mem, b, "max")
+        count = max(s.window_minutes // b, 3)
+        fits = fit_buckets(floors, count, s.min_window_minutes // b)
+        per_hour = fits.slope * 60 / b
+        holds = (per_hour >= s.min_slope_pct_per_hour) & (fits.confidence >= s.min_confidence)
+        active = mask_from_fits(fits, holds, b, window.length)
+
+        def describe(first: int, last: int) -> tuple[Severity, str, dict[str, EvidenceValue]]:
+            k = latest_fit(fits, last, b)
+            assert k is not None  # active minutes always follow a fit
+            end_bucket, first_x = int(fits.end[k]), int(fits.first_x[k])
+            n = count - first_x  # buckets of real data in this fit
+            floor_first, floor_now = fits.value_at(k, first_x), fits.value_at(k, count - 1)
+            window_peaks = peaks[end_bucket - n : end_bucket]
+            window_floors = floors[end_bucket - n : end_bucket]
+            sawtooth = float(np.nanmedian(window_peaks - window_floors))
+            slope_h = float(per_hour[k])
+            headroom = s.limit_pct - (floor_now + sawtooth)
+            hours = max(headroom, 0.0) / slope_h
+            fit_start = window.time_at((end_bucket - n) * b)
+            fit_end = window.time_at(end_bucket * b - 1)
+            oom_at = (
+                window.time_at(end_bucket * b - 1) + np.timedelta64(int(hours * 3600), "s").item()
+            )
+            severity = Severity.CRITICAL if hours <= s.critical_within_hours else Severity.WARNING
+            summary = (
+                f"Memory is leaking: its floor climbs {slope_h:.2f}%/hour (Theil-Sen on "
+                f"{b}-minute minima, {fits.confidence[k]:.0%} of slopes agree) from "
+                f"{floor_first:.1f}% to {floor_now:.1f}% between {fit_start:%H:%M} and "
+                f"{fit_end:%H:%M}; with GC peaks {sawtooth:.1f}% above the floor it reaches "
+                f"{s.limit_pct:g}% in about {hours:.1f} hours."
+            )
+            return (
+                severity,
+                summary,
+                {
+                    "slope_pct_per_hour": round(slope_h, 3),
+                    "hours_to_exhaustion": round(hours, 2),
+                    "projected_exhaustion_at": format_time(oom_at),
+                    "limit_pct": s.limit_pct,
+                    "floor_now_pct": rounded(floor_now, 2),
+                    "gc_sawtooth_pct": rounded(sawtooth, 2),
+                    "confidence": round(float(fits.confidence[k]), 3),
+                    "fitted_from": format_time(fit_start),
+                    "fitted_to": format_time(fit_end),
+                    "method": f"theil_sen_on_{b}min_minima",
+                },
+            )
+
+        findings = spans_to_findings(window, self.name, active, 1, describe)
+        return RuleOutcome(kind=self.name, findings=findings, active=active)
+
+    def recommend(self, finding: Finding, context: RuleContext) -> Opinion | None:
+        """A scheduled instance refresh before the projected OOM: a mitigation, not a fix."""
+        hours = finding.evidence.get("hours_to_exhaustion")
+        at = finding.evidence.get("projected_exhaustion_at")
+        if not isinstance(hours, float | int):
+            return None
+        before = max(float(hours) * 0.5, 0.0)
+        return Opinion(
+            action="instance_refresh",
+            reason=(
+                f"Mitigation, not a fix: schedule an instance refresh (recycling) within "
+                f"{before:.1f} hours, well before the projected OOM at {at}; fresh instances "
+                "start with empty memory. The fix is in the application: the leak comes back."
+            ),
+        )
+
+
+class MemoryPressureSettings(RuleSettings):
+    """When high memory is pressure rather than a GC spike."""
+
+    threshold_pct: float = Field(90.0, gt=0, le=100, description="Memory at or above this is high.")
+    sustain_minutes: int = Field(
+        5, ge=1, description="High for this long is pressure; shorter spikes are GC cycles."
+    )
+    bridge_minutes: int = Field(1, ge=0, description="Missing minutes that do not break a span.")
+
+
+@rules.register("memory_pressure")
+class MemoryPressure(Rule):
+    """Memory above the threshold for a sustained span (GC spikes of a minute or two are not)."""
+
+    name = "memory_pressure"
+    Settings = MemoryPressureSettings
+    requires = (Signal.MEM_USED,)
+    settings: MemoryPressureSettings
+
+    def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
+        """Mark sustained high-memory spans and describe how they recur."""
+        s = self.settings
+        mem = window.series[Signal.MEM_USED]
+        filled = ffill(mem, s.bridge_minutes)
+        with np.errstate(invalid="ignore"):
+            high = filled >= s.threshold_pct
+        active = held(high, ~np.isnan(filled), s.sustain_minutes, 0)
+        episodes = [(a, e) for a, e in runs(high, s.sustain_minutes)]
+
+        def describe(first: int, last: int) -> tuple[Severity, str, dict[str, EvidenceValue]]:
+            seen = [(a, e) for a, e in episodes if a <= last]
+            durations = [e - a + 1 for a, e in seen]
+            starts = [a for a, _ in seen]
+            period_h = float(np.median(np.diff(starts))) / 60 if len(starts) >= 2 else None
+            peak = float(np.nanmax(mem[first : last + 1]))
+            typical = float(np.median(durations))
+            recurring = (
+                f"; {len(seen)} such episodes so far, typically {typical:.0f} minutes "
+                f"every {period_h:.1f} hours"
+                if period_h
+                else ""
+            )
+            summary = (
+                f"Memory pressure: above {s.threshold_pct:g}% for {last - first + 1} minutes, "
+                f"peaking at {peak:.0f}%{recurring} (spikes shorter than "
+                f"{s.sustain_minutes} minutes are GC cycles and are not counted)."
+            )
+            return (
+                Severity.WARNING,
+                summary,
+                {
+                    "peak_pct": round(peak, 1),
+                    "minutes_above": last - first + 1,
+                    "threshold_pct": s.threshold_pct,
+                    "episodes": len(seen),
+                    "typical_minutes": round(typical, 1),
+                    "period_hours": None if period_h is None else round(period_h, 2),
+                },
+            )
+
+        findings = spans_to_findings(window, self.name, active, s.sustain_minutes, describe)
+        return RuleOutcome(kind=self.name, findings=findings, active=active)
+
+    def recommend(self, finding: Finding, context: RuleContext) -> Opinion | None:
+        """A memory-optimized type with the same vCPUs, and what it costs."""
+        current = context.instance
+        if current is None:
+            return Opinion(
+                reason="Memory-bound: move to a memory-optimized type with the same vCPUs "
+                "(the instance type is unknown, so none is named)."
+            )
+        catalog = bundled_catalog()
+        options = sorted(
+            (
+                t
+                for t in catalog.all()
+                if t.vcpus == current.vcpus
+                and t.memory_gib > current.memory_gib
+                and t.architecture == current.architecture
+                and not t.local_nvme
+            ),
+            key=lambda t: (catalog.price(t.instance_type) or float("inf"), t.memory_gib),
+        )
+        if not options:
+            return None
+        choice = options[0]
+        now, then = catalog.price(current.instance_type), catalog.price(choice.instance_type)
+        cost = (
+            f"{then - now:+.3f} USD/hour per instance ({now:.3f} -> {then:.3f}, on-demand)"
+            if now is not None and then is not None
+            else "price unknown for one of the types; not estimated"
+        )
+        return Opinion(
+            instance_type=choice.instance_type,
+            reason=(
+                f"{choice.instance_type} has {choice.memory_gib:g} GiB with the same "
+                f"{choice.vcpus} vCPUs (vs {current.memory_gib:g} GiB); {cost}."
+            ),
+        )

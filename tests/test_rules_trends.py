@@ -1,0 +1,165 @@
+"""Trend detectors on generated traces: slopes near the truth, no findings on the controls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaler.backtest import Overrides, run_backtest
+from scaler.models import Advice
+from scaler.policy import default_policy
+from scaler.rules.base import RuleContext
+from scaler.rules.latency import LatencyGrowth
+from scaler.rules.memory import MemoryLeak, MemoryPressure
+from scaler.signals import Window
+from scaler.sim import scenarios
+from scaler.trend import theil_sen
+from tests import trend_traces
+from tests.helpers import window_of
+
+CTX = RuleContext()
+
+
+def _advise(window: Window) -> Advice:
+    return run_backtest({"default": window}, default_policy(), Overrides(instance_type="m5.xlarge"))
+
+
+def test_theil_sen_ignores_a_huge_outlier() -> None:
+    """One wild point does not bend the Theil-Sen slope (it would bend least squares)."""
+    x = np.arange(20.0)
+    y = 2 * x + 1
+    y[10] = 500
+    slope, intercept, confidence = theil_sen(x, y)
+    assert slope == pytest.approx(2.0)
+    assert intercept == pytest.approx(1.0)
+    assert confidence > 0.9
+
+
+def test_leak_under_gc_sawtooth_is_found_with_slope_near_the_truth() -> None:
+    """1%/hour under a 5% saw-tooth: slope within 25%, and a time to exhaustion."""
+    findings = MemoryLeak().evaluate(trend_traces.leak(), CTX).findings
+    assert len(findings) == 1
+    ev = findings[0].evidence
+    assert ev["slope_pct_per_hour"] == pytest.approx(1.0, rel=0.25)
+    hours = ev["hours_to_exhaustion"]
+    assert isinstance(hours, float)
+    # Floor ends near 52%, peaks 5% above: about 43 hours to 100%.
+    assert 30 < hours < 55
+    assert findings[0].end is None
+
+
+def test_leak_survives_missing_data_and_irregular_sampling() -> None:
+    """Dropping 30% of samples and a 40-minute hole leaves the slope within 25%."""
+    window = trend_traces.leak(seed=4)
+    mem = window.series["mem_used"].copy()
+    rng = np.random.default_rng(9)
+    mem[rng.random(len(mem)) < 0.3] = np.nan
+    mem[300:340] = np.nan
+    findings = MemoryLeak().evaluate(window_of({"mem_used": mem}), CTX).findings
+    assert findings
+    assert findings[-1].evidence["slope_pct_per_hour"] == pytest.approx(1.0, rel=0.25)
+
+
+def test_one_spike_to_100_percent_does_not_bend_the_leak_slope() -> None:
+    """An OOM-like spike for a minute leaves the fitted slope near the truth."""
+    window = trend_traces.leak(seed=5)
+    mem = window.series["mem_used"].copy()
+    mem[400:402] = 100.0
+    findings = MemoryLeak().evaluate(window_of({"mem_used": mem}), CTX).findings
+    assert findings[-1].evidence["slope_pct_per_hour"] == pytest.approx(1.0, rel=0.25)
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        trend_traces.leak(slope_per_hour=0.0),
+        trend_traces.spikes(),
+        scenarios.incident().window,
+    ],
+    ids=["flat-sawtooth", "gc-spikes", "incident"],
+)
+def test_flat_memory_is_not_a_leak(window: Window) -> None:
+    """Flat memory, with or without spikes, is no leak."""
+    assert not MemoryLeak().evaluate(window, CTX).findings
+
+
+def test_two_minute_spikes_over_the_threshold_are_not_pressure() -> None:
+    """GC spikes that cross 90% for two minutes and fall back are not memory pressure."""
+    assert not MemoryPressure().evaluate(trend_traces.spikes(), CTX).findings
+
+
+def test_long_periodic_peaks_are_pressure_with_period_and_peak() -> None:
+    """Peaks of 97% for 20 minutes every 4 hours: found, with period, duration and peak."""
+    window = trend_traces.spikes(hours=24, base=70, peak=97, every=240, width=20)
+    findings = MemoryPressure().evaluate(window, CTX).findings
+    assert len(findings) == 6
+    ev = findings[-1].evidence
+    assert ev["peak_pct"] == pytest.approx(97)
+    assert ev["period_hours"] == pytest.approx(4.0)
+    assert ev["typical_minutes"] == pytest.approx(20)
+    assert "every 4.0 hours" in findings[-1].summary
+
+
+def test_pressure_advice_names_a_memory_optimized_type_and_its_cost() -> None:
+    """For pressure on m5.xlarge the advice is r5.xlarge (same vCPUs) with the price delta."""
+    window = trend_traces.spikes(hours=6, base=70, peak=97, every=240, width=20)
+    advice = _advise(window)
+    typed = [r for r in advice.recommendations if r.instance_type]
+    assert typed
+    assert typed[0].instance_type.startswith("r")
+    assert "same 4 vCPUs" in typed[0].reason
+    assert "USD/hour" in typed[0].reason
+
+
+def test_latency_growth_reports_fitted_first_last_and_ratio() -> None:
+    """9 ms to 146 ms under 15% noise: the fit and the growth ratio are reported."""
+    findings = LatencyGrowth().evaluate(trend_traces.latency(), CTX).findings
+    assert len(findings) == 1
+    ev = findings[0].evidence
+    assert ev["source"] == "work_latency"
+    first, last, ratio = ev["first_s"], ev["last_s"], ev["growth_ratio"]
+    assert isinstance(first, float) and isinstance(last, float) and isinstance(ratio, float)
+    assert last == pytest.approx(0.146, rel=0.25)
+    assert first < 0.04
+    assert ratio > 3
+
+
+def test_flat_latency_with_noise_is_no_growth() -> None:
+    """50 ms with 15% noise is not a slowdown."""
+    window = trend_traces.latency(first_s=0.05, last_s=0.05)
+    assert not LatencyGrowth().evaluate(window, CTX).findings
+
+
+def test_latency_without_work_latency_is_derived_from_a_busy_queue() -> None:
+    """No work_latency: time per message comes from throughput while the queue is busy."""
+    n = 360
+    deleted = np.linspace(2000, 400, n)  # 8 instances getting slower, backlog always there
+    window = window_of({"queue_deleted": deleted, "instances": 8.0, "queue_visible": 50_000.0})
+    findings = LatencyGrowth().evaluate(window, CTX).findings
+    assert findings
+    assert findings[0].evidence["source"] == "derived_from_throughput"
+
+
+def test_trend_advice_names_its_mitigation() -> None:
+    """Leak and latency findings come with a labelled mitigation: recycling, not a fix."""
+    for window in (trend_traces.leak(), trend_traces.latency()):
+        advice = _advise(window)
+        mitigations = [
+            r for r in advice.recommendations if r.evidence.get("action") == "instance_refresh"
+        ]
+        assert mitigations
+        assert mitigations[0].reason.startswith("Mitigation, not a fix")
+
+
+def test_trend_rules_are_causal() -> None:
+    """A window cut at minute t marks minute t as the full window does."""
+    window = trend_traces.leak()
+    full = MemoryLeak().evaluate(window, CTX).active
+    for cut in (240, 400, 600):
+        head = Window(
+            group="default",
+            start=window.start,
+            length=cut,
+            series={k: v[:cut] for k, v in window.series.items()},
+        )
+        assert (MemoryLeak().evaluate(head, CTX).active == full[:cut]).all()
