@@ -160,13 +160,16 @@ class EbsBurstExhaustion(Rule):
         settings: EbsBurstSettings,
     ) -> Finding:
         first, last = run
-        # the bucket that empties first at the latest minute is the one to talk about
-        track = min(tracks, key=lambda t: _nan_as_never(t.minutes[last]))
-        usage, minutes = float(track.usage[last]), float(track.minutes[last])
+        ongoing = last == window.length - 1
+        # An ongoing warning speaks for now; a past one for the minute it was raised, since
+        # its last minutes blur into the throttled rate that followed.
+        at = last if ongoing else first
+        track = min(tracks, key=lambda t: _nan_as_never(t.minutes[at]))
+        usage, minutes = float(track.usage[at]), float(track.minutes[at])
         after = track.bucket.sustained_after(usage)
         # balances are as of the end of a minute, so predictions count from there
         if minutes > 0:
-            empties_at = window.time_at(last + 1) + timedelta(minutes=minutes)
+            empties_at = window.time_at(at + 1) + timedelta(minutes=minutes)
         else:
             empty = first + int(np.argmax(track.minutes[first : last + 1] <= 0))
             empties_at = window.time_at(empty + 1)
@@ -175,12 +178,13 @@ class EbsBurstExhaustion(Rule):
         )
         evidence: dict[str, EvidenceValue] = {
             "instance_type": facts.instance_type,
+            "as_of": format_time(window.time_at(at)),
             "limit": track.name,
             "unit": track.unit,
             "usage": _r(usage),
             "baseline": _r(track.bucket.baseline),
             "maximum": _r(track.bucket.maximum),
-            "balance_pct": _r(100.0 * float(track.balance[last])),
+            "balance_pct": _r(100.0 * float(track.balance[at])),
             "balance_source": "measured" if track.measured else "estimated from a full bucket",
             "minutes_to_exhaustion": _r(minutes),
             "exhaustion_at": format_time(empties_at),
@@ -208,7 +212,7 @@ class EbsBurstExhaustion(Rule):
             kind=self.name,
             group=window.group,
             start=window.time_at(first),
-            end=None if last == window.length - 1 else window.time_at(last),
+            end=None if ongoing else window.time_at(last),
             severity=severity,
             summary=summary,
             evidence=evidence,
