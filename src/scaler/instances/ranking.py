@@ -248,10 +248,11 @@ def _limits(
     limits: dict[str, float] = {}
     size_ratio = facts.vcpus / current.vcpus
     if plan.local:
-        local = demand.local_mb_s or demand.ebs_mb_s
-        limits["instance_store"] = (
-            demand.msgs_per_min * size_ratio * local / (demand.ebs_mb_s or local)
-        )
+        measured = demand.ebs_mb_s
+        local = demand.local_mb_s or measured
+        # the instance store serves what was measured on EBS (or what fio says), per size
+        scale = local / measured if measured > 0 else 1.0
+        limits["instance_store"] = demand.msgs_per_min * size_ratio * scale
         notes.append(
             f"the instance store sustains at least {local * size_ratio:g} MB/s per instance "
             f"({local:g} MB/s per {current.size}, scaled with size); AWS publishes "
