@@ -247,3 +247,23 @@ def test_recommendation_json_carries_alternatives() -> None:
         at=INCIDENT_TIME, group="g", desired_capacity=1, instance_type=None, reason="r"
     )
     assert bare.model_dump(mode="json")["alternatives"] == []
+
+
+def test_gp3_lifts_a_plateaued_volume_to_the_instance_baseline() -> None:
+    """Throughput flat at 125 MB/s on m5.xlarge: provision up to 143.75 MB/s, fewer instances."""
+    demand = Demand.measured(
+        M5_XLARGE,
+        arrivals_per_min=1300,
+        msgs_per_min=50,
+        ebs_mb_s=125,
+        cpu_pct=10,
+        mem_used_pct=40,
+        volume_mb_s=125,
+    )
+    ranked = rank_alternatives(M5_XLARGE, "io", demand, CATALOG, limit=None)
+    gp3 = next(a for a in ranked if a.strategy is Strategy.GP3_THROUGHPUT)
+    same = next(a for a in ranked if a.strategy is Strategy.SAME_TYPE)
+    assert gp3.sustained_mb_s == pytest.approx(143.75)
+    assert gp3.instances_needed == math.ceil(1300 / (UTILIZATION * 50 * 143.75 / 125))
+    assert same.instances_needed == math.ceil(1300 / (UTILIZATION * 50))
+    assert any("plateaus at 125 MB/s" in a for a in gp3.assumptions)

@@ -121,7 +121,10 @@ def test_measured_balance_wins_over_the_estimate() -> None:
     balance[4] = 20.0
     window = _window(np.full(10, 325.0), ebs_byte_balance=balance)
     finding = EbsBurstExhaustion().evaluate(window, CONTEXT).findings[0]
-    assert finding.evidence["balance_source"] == "measured"
+    assert (
+        finding.evidence["balance_source"]
+        == "measured at 2026-03-02T08:04:00Z, then estimated from usage"
+    )
     step = 60 * 181.25 / 810_000
     expected = (0.20 - 5 * step) * FULL_AT_325 / 1.0
     assert finding.evidence["minutes_to_exhaustion"] == pytest.approx(expected, abs=0.05)

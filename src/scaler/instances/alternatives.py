@@ -108,7 +108,7 @@ class Demand(BaseModel):
             mb_per_message=ebs_mb_s / per_sec,
             ios_per_message=ebs_iops / per_sec,
             cpu_seconds_per_message=(
-                cpu_pct / 100.0 * current.vcpus / per_sec if cpu_pct else None
+                cpu_pct / 100.0 * current.vcpus / per_sec if cpu_pct else None  # 0%: unknown
             ),
             memory_gib_per_rate=(
                 mem_used_pct / 100.0 * current.memory_gib / msgs_per_min if mem_used_pct else None

@@ -150,7 +150,8 @@ def _local_change(facts: InstanceFacts, current: InstanceFacts, catalog: Catalog
 
 
 def _gp3_plan(current: InstanceFacts, demand: Demand) -> _Plan:
-    want_mib = min(current.ebs_baseline_mb_s, demand.ebs_mb_s) / _MB_PER_MIB
+    # provision up to the instance's own baseline: that is the next limit once the volume goes
+    want_mib = current.ebs_baseline_mb_s / _MB_PER_MIB
     provisioned = min(GP3_MAX_MIB_S, max(GP3_BASE_MIB_S, math.ceil(want_mib)))
     extra = (provisioned - GP3_BASE_MIB_S) * GP3_USD_PER_MIB_S_MONTH / _HOURS_PER_MONTH
     return _Plan(

@@ -73,7 +73,11 @@ class _Track:
     ) -> None:
         self.name, self.unit, self.bucket = name, unit, bucket
         self.usage = rolling_mean(usage, measure_minutes, min_count=(measure_minutes + 1) // 2)
-        self.measured = measured_pct is not None and not bool(np.isnan(measured_pct).all())
+        self.measured_at = (
+            np.flatnonzero(~np.isnan(measured_pct))
+            if measured_pct is not None
+            else np.array([], dtype=np.int64)
+        )
         self.balance = bucket.estimate_balance(usage, measured_pct)
         self.minutes = bucket.minutes_to_empty_series(self.usage, self.balance)
 
@@ -100,8 +104,9 @@ class EbsBurstExhaustion(Rule):
                     "maximum); set instance_type in the policy or pass --instance-type",
                 ),
             )
-        if not [s for s in _BYTE_SIGNALS + _OPS_SIGNALS if s not in window.missing([s])]:
-            missing = list(_BYTE_SIGNALS + _OPS_SIGNALS)
+        usage_signals = list(_BYTE_SIGNALS + _OPS_SIGNALS)
+        missing = window.missing(usage_signals)
+        if len(missing) == len(usage_signals):
             why = f"{self.name} needs EBS bytes or operations per instance ({', '.join(missing)})"
             return RuleOutcome.skipped(self.name, window, missing, why)
         return self.detect(window, context)
@@ -185,7 +190,7 @@ class EbsBurstExhaustion(Rule):
             "baseline": _r(track.bucket.baseline),
             "maximum": _r(track.bucket.maximum),
             "balance_pct": _r(100.0 * float(track.balance[at])),
-            "balance_source": "measured" if track.measured else "estimated from a full bucket",
+            "balance_source": _balance_source(track, window, at),
             "minutes_to_exhaustion": _r(minutes),
             "exhaustion_at": format_time(empties_at),
             "first_warned_minutes_ahead": _r(_nan_as_never(track.minutes[first])),
@@ -246,6 +251,15 @@ class EbsBurstExhaustion(Rule):
             f"sustains {best.ebs_baseline_mb_s:g} MB/s, or keep the size and move the hot I/O "
             f"to the local NVMe of {local} (see the ranked alternatives)",
         )
+
+
+def _balance_source(track: _Track, window: Window, at: int) -> str:
+    """Where the balance at minute `at` comes from: a measurement, or the full-bucket model."""
+    earlier = track.measured_at[track.measured_at <= at]
+    if not len(earlier):
+        return "estimated from a full bucket"
+    when = format_time(window.time_at(int(earlier[-1])))
+    return "measured" if earlier[-1] == at else f"measured at {when}, then estimated from usage"
 
 
 def _nan_as_never(value: float) -> float:
