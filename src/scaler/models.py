@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
+from scaler.instances.alternatives import Alternative
+
 __all__ = [
     "Advice",
     "EvidenceValue",
@@ -75,6 +77,9 @@ class Recommendation(_Frozen):
     reason: str
     current_capacity: int | None = None
     evidence: dict[str, EvidenceValue] = Field(default_factory=dict)
+    alternatives: list[Alternative] = Field(
+        default_factory=list, description="Ranked instance-type options, best first."
+    )
 
 
 class GroupError(_Frozen):
@@ -131,4 +136,5 @@ KnownKind = Literal[
     "memory_leak",
     "memory_pressure",
     "latency_growth",
+    "ebs_burst_exhaustion",
 ]

@@ -7,13 +7,15 @@ import types
 import typing
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from scaler.capacity import CapacitySettings
 from scaler.errors import PolicyError
+from scaler.instances.alternatives import InstanceConstraints
+from scaler.instances.catalog import Catalog, bundled_catalog
 from scaler.rules import rules
 from scaler.rules.base import Rule, RuleContext
 
@@ -71,6 +73,10 @@ class GroupPolicy(_Strict):
         60.0, gt=0, le=100, description="CPU target of the group's existing scaling policy."
     )
     capacity: CapacitySettings = Field(default_factory=CapacitySettings)
+    instance_choice: InstanceConstraints = Field(
+        default_factory=InstanceConstraints,
+        description="Which instance types advice may propose instead of the current one.",
+    )
     rules: RulesConfig = Field(default_factory=RulesConfig)  # type: ignore[valid-type]
 
     @model_validator(mode="after")
@@ -127,6 +133,11 @@ class Policy(_Strict):
         "dry-run", description="dry-run only advises; apply may act within the rails."
     )
     groups: list[GroupPolicy] = Field(min_length=1)
+    prices: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="USD per instance-hour by type (your own discounts); overrides the "
+        "bundled on-demand table.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:
@@ -146,6 +157,10 @@ class Policy(_Strict):
     def names(self) -> list[str]:
         """Group names in file order."""
         return [g.name for g in self.groups]
+
+    def catalog(self, base: Catalog | None = None) -> Catalog:
+        """The instance catalog (bundled unless given) with this policy's prices applied."""
+        return (base or bundled_catalog()).with_prices(self.prices)
 
 
 def default_policy(name: str = "default") -> Policy:

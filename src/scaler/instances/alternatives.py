@@ -1,0 +1,142 @@
+"""What the type ranking takes and gives: constraints, the measured demand, alternatives."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from scaler.instances.catalog import InstanceFacts
+
+__all__ = ["Alternative", "Demand", "InstanceConstraints", "State", "Strategy"]
+
+State = Literal["io", "cpu", "memory"]
+
+
+class Strategy(StrEnum):
+    """What kind of change an alternative is."""
+
+    SAME_TYPE = "same_type"
+    LOCAL_NVME = "local_nvme"
+    SUSTAINED_EBS = "sustained_ebs"
+    CHEAPEST_EBS = "cheapest_ebs"
+    GP3_THROUGHPUT = "gp3_throughput"
+    COMPUTE_OPTIMIZED = "compute_optimized"
+    MEMORY_OPTIMIZED = "memory_optimized"
+    OTHER_FAMILY = "other_family"
+
+
+class InstanceConstraints(BaseModel):
+    """Which instance types the advice may propose (a group's policy carries this)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    families: list[str] | None = Field(
+        None, description="Allowed families (e.g. [m5, m5d, m6i]); default: any in the catalog."
+    )
+    architecture: Literal["x86_64", "arm64", "any"] | None = Field(
+        None, description="CPU architecture; default: the current type's (images are per arch)."
+    )
+    max_price_per_hour: float | None = Field(
+        None, gt=0, description="Most an instance may cost per hour (USD, on-demand or policy)."
+    )
+    keep_vcpus: bool = Field(False, description="Only types with the current vCPU count.")
+    current_generation_only: bool = Field(False, description="Skip previous-generation types.")
+
+    def allows(self, facts: InstanceFacts, current: InstanceFacts, price: float | None) -> bool:
+        """Whether a type passes every constraint (an unpriced type fails a price cap)."""
+        arch = self.architecture or current.architecture
+        return (
+            (self.families is None or facts.family in self.families)
+            and arch in ("any", facts.architecture)
+            and (not self.keep_vcpus or facts.vcpus == current.vcpus)
+            and (not self.current_generation_only or facts.current_generation)
+            and (
+                self.max_price_per_hour is None
+                or (price is not None and price <= self.max_price_per_hour)
+            )
+        )
+
+
+class Demand(BaseModel):
+    """The load to serve: fleet arrivals and what one message costs, measured per instance."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    arrivals_per_min: float = Field(gt=0, description="Messages per minute the fleet must serve.")
+    msgs_per_min: float = Field(gt=0, description="Measured per-instance throughput.")
+    mb_per_message: float = Field(0.0, ge=0, description="EBS MB read + written per message.")
+    ios_per_message: float = Field(0.0, ge=0, description="EBS I/O operations per message.")
+    cpu_seconds_per_message: float | None = Field(
+        None, gt=0, description="vCPU-seconds per message, when CPU use was measured."
+    )
+    memory_gib_per_rate: float | None = Field(
+        None, gt=0, description="GiB in use per msg/min of per-instance throughput."
+    )
+    local_mb_s: float | None = Field(
+        None,
+        gt=0,
+        description="What the current size's instance store sustains (fio); default: the "
+        "measured EBS MB/s per instance",
+    )
+    volume_mb_s: float | None = Field(
+        None,
+        gt=0,
+        description="The volume's own limit, when throughput plateaus below the instance's "
+        "EBS baseline (a gp2/gp3 volume, not the instance, is the bottleneck)",
+    )
+
+    @classmethod
+    def measured(
+        cls,
+        current: InstanceFacts,
+        *,
+        arrivals_per_min: float,
+        msgs_per_min: float,
+        ebs_mb_s: float = 0.0,
+        ebs_iops: float = 0.0,
+        cpu_pct: float | None = None,
+        mem_used_pct: float | None = None,
+        volume_mb_s: float | None = None,
+    ) -> Demand:
+        """Per-message costs from per-instance measurements on the current type."""
+        per_sec = msgs_per_min / 60.0
+        return cls(
+            arrivals_per_min=arrivals_per_min,
+            msgs_per_min=msgs_per_min,
+            mb_per_message=ebs_mb_s / per_sec,
+            ios_per_message=ebs_iops / per_sec,
+            cpu_seconds_per_message=(
+                cpu_pct / 100.0 * current.vcpus / per_sec if cpu_pct else None  # 0%: unknown
+            ),
+            memory_gib_per_rate=(
+                mem_used_pct / 100.0 * current.memory_gib / msgs_per_min if mem_used_pct else None
+            ),
+            volume_mb_s=volume_mb_s,
+        )
+
+    @property
+    def ebs_mb_s(self) -> float:
+        """The measured per-instance EBS throughput these figures came from."""
+        return self.mb_per_message * self.msgs_per_min / 60.0
+
+
+class Alternative(BaseModel):
+    """One way to serve the load, with its arithmetic and what it takes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance_type: str
+    strategy: Strategy
+    vcpus: int
+    instances_needed: int
+    per_instance_msgs_per_min: float
+    limit: str = Field(description="The resource that sets per_instance_msgs_per_min.")
+    sustained_mb_s: float = Field(description="EBS MB/s one instance sustains (no burst).")
+    price_per_hour: float | None
+    fleet_cost_per_hour: float | None
+    cost_per_1000_messages: float | None
+    change: str
+    price_note: str = Field(description="Where the price comes from, or that it is missing.")
+    assumptions: list[str] = Field(default_factory=list)

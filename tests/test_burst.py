@@ -1,0 +1,138 @@
+"""The EBS burst bucket model against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scaler.instances.burst import Bucket, bytes_per_min_to_mb_s, ops_per_min_to_iops
+from scaler.instances.catalog import bundled_catalog
+
+M5_XLARGE = bundled_catalog().require("m5.xlarge")
+BUCKET = Bucket.throughput(M5_XLARGE)
+FULL_AT_325 = 810_000 / (325 - 143.75) / 60  # 74.48 minutes, worked by hand
+
+
+def test_m5_xlarge_bucket_holds_30_minutes_at_the_maximum() -> None:
+    """(593.75 - 143.75) MB/s for 1800 s is 810,000 MB, and lasts 30 minutes at 593.75."""
+    assert BUCKET.capacity == pytest.approx(810_000)
+    assert BUCKET.minutes_to_empty(593.75) == pytest.approx(30.0)
+
+
+def test_full_bucket_at_325_mb_s_runs_out_in_about_75_minutes() -> None:
+    """810,000 MB / 181.25 MB/s = 4,469 s: about 74.5 minutes."""
+    minutes = BUCKET.minutes_to_empty(325.0)
+    assert minutes == pytest.approx(FULL_AT_325)
+    assert 74 < minutes < 75
+
+
+@pytest.mark.parametrize("usage", [143.75, 100.0, 0.0])
+def test_at_or_below_baseline_the_bucket_never_runs_out(usage: float) -> None:
+    """Usage at or below the baseline draws nothing from the bucket."""
+    assert BUCKET.minutes_to_empty(usage) == math.inf
+
+
+def test_partial_bucket_and_usage_above_the_maximum() -> None:
+    """Half a bucket lasts half as long; usage is capped at the maximum the type can reach."""
+    assert BUCKET.minutes_to_empty(325.0, balance=0.5) == pytest.approx(FULL_AT_325 / 2)
+    assert BUCKET.minutes_to_empty(2000.0) == pytest.approx(30.0)
+    assert BUCKET.minutes_to_empty(325.0, balance=0.0) == 0.0
+
+
+def test_sustained_rate_after_exhaustion_is_the_baseline() -> None:
+    """Once empty, an instance sustains its baseline (or its usage, if lower)."""
+    assert BUCKET.sustained_after(325.0) == 143.75
+    assert BUCKET.sustained_after(100.0) == 100.0
+
+
+def test_refill_time() -> None:
+    """An empty bucket at 100 MB/s refills at 43.75 MB/s: 810,000 / 43.75 / 60 = 308.6 minutes."""
+    assert BUCKET.minutes_to_refill(100.0, balance=0.0) == pytest.approx(810_000 / 43.75 / 60)
+    assert BUCKET.minutes_to_refill(100.0, balance=1.0) == 0.0
+    assert BUCKET.minutes_to_refill(143.75, balance=0.5) == math.inf
+
+
+def test_a_type_without_burst_has_no_bucket() -> None:
+    """m5.4xlarge sustains 593.75 MB/s: no bucket, never runs out, balance reads full."""
+    bucket = Bucket.throughput(bundled_catalog().require("m5.4xlarge"))
+    assert not bucket.bursts
+    assert bucket.capacity == 0
+    assert bucket.minutes_to_empty(593.75) == math.inf
+    balance = bucket.estimate_balance(np.array([500.0, np.nan]))
+    assert balance[0] == 1.0
+    assert np.isnan(balance[1])
+
+
+def test_iops_bucket() -> None:
+    """m5.xlarge IOPS: (18,750 - 6,000) x 1800 = 22.95 M operations; 30 min at 18,750 IOPS."""
+    bucket = Bucket.iops(M5_XLARGE)
+    assert bucket.capacity == pytest.approx(22_950_000)
+    assert bucket.minutes_to_empty(18_750) == pytest.approx(30.0)
+    assert bucket.minutes_to_empty(9_000) == pytest.approx(22_950_000 / 3_000 / 60)
+
+
+def test_unit_conversions() -> None:
+    """The signals' per-minute units convert to AWS's per-second units."""
+    assert bytes_per_min_to_mb_s(np.array([325e6 * 60]))[0] == pytest.approx(325.0)
+    assert ops_per_min_to_iops(np.array([6000 * 60.0]))[0] == pytest.approx(6000.0)
+
+
+def test_estimated_balance_from_a_full_bucket() -> None:
+    """Steady 325 MB/s empties the bucket during minute 74, then it stays empty, then refills."""
+    usage = np.concatenate([np.full(90, 325.0), np.full(30, 0.0)])
+    balance = BUCKET.estimate_balance(usage)
+    drained = (np.arange(1, 91) * 60 * 181.25) / 810_000
+    assert balance[:74] == pytest.approx(1 - drained[:74])
+    assert balance[73] > 0
+    assert balance[74] == 0.0
+    assert balance[89] == 0.0
+    refill_per_min = 143.75 * 60 / 810_000
+    assert balance[119] == pytest.approx(30 * refill_per_min)
+
+
+def test_measured_balance_anchors_the_estimate() -> None:
+    """A 5-minute EBSByteBalance% datapoint resets the estimate; usage moves it in between."""
+    usage = np.full(12, 325.0)
+    measured = np.full(12, np.nan)
+    measured[5] = 40.0
+    measured[10] = 30.0
+    balance = BUCKET.estimate_balance(usage, measured)
+    step = 60 * 181.25 / 810_000
+    assert balance[5] == pytest.approx(0.40)
+    assert balance[6] == pytest.approx(0.40 - step)
+    assert balance[9] == pytest.approx(0.40 - 4 * step)
+    assert balance[10] == pytest.approx(0.30)
+    assert balance[11] == pytest.approx(0.30 - step)
+    minutes = BUCKET.minutes_to_empty_series(usage, balance)
+    assert minutes[5] == pytest.approx(0.4 * FULL_AT_325)
+
+
+def test_missing_usage_holds_the_estimate() -> None:
+    """A minute without data is not idle: the estimate does not refill through it."""
+    usage = np.array([325.0, np.nan, np.nan, 325.0])
+    balance = BUCKET.estimate_balance(usage)
+    assert balance[1] == balance[2] == balance[0]
+    minutes = BUCKET.minutes_to_empty_series(usage, balance)
+    assert np.isnan(minutes[1])
+
+
+@given(
+    st.lists(st.one_of(st.floats(0, 2000), st.just(float("nan"))), min_size=1, max_size=200),
+    st.floats(0, 1),
+)
+def test_balance_stays_within_the_bucket(usage: list[float], start: float) -> None:
+    """Whatever the usage, the estimated fill stays between empty and full."""
+    balance = BUCKET.estimate_balance(np.array(usage), start=start)
+    assert ((balance >= 0) & (balance <= 1)).all()
+
+
+@given(st.floats(144, 593), st.floats(144, 593), st.floats(0.01, 1))
+def test_more_usage_empties_sooner(low: float, high: float, balance: float) -> None:
+    """Above the baseline, higher usage never gives more minutes; a fuller bucket never fewer."""
+    low, high = sorted((low, high))
+    assert BUCKET.minutes_to_empty(high, balance) <= BUCKET.minutes_to_empty(low, balance)
+    assert BUCKET.minutes_to_empty(low, balance) <= BUCKET.minutes_to_empty(low, 1.0)
