@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from scaler.capacity import CapacitySettings
+from scaler.control_settings import RailSettings, StateSettings
 from scaler.errors import PolicyError
 from scaler.rules import rules
 from scaler.rules.base import Rule, RuleContext
@@ -72,6 +73,7 @@ class GroupPolicy(_Strict):
     )
     capacity: CapacitySettings = Field(default_factory=CapacitySettings)
     rules: RulesConfig = Field(default_factory=RulesConfig)  # type: ignore[valid-type]
+    rails: RailSettings = Field(default_factory=RailSettings)
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> GroupPolicy:
@@ -127,6 +129,7 @@ class Policy(_Strict):
         "dry-run", description="dry-run only advises; apply may act within the rails."
     )
     groups: list[GroupPolicy] = Field(min_length=1)
+    state: StateSettings = Field(default_factory=StateSettings)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:
