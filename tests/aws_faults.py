@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
@@ -118,11 +118,13 @@ def inject_fault(client: Any, operation: str, fault: str) -> None:
     client.meta.events.register(f"before-send.{service}.{operation}", _respond)
 
 
-def crash_after(client: Any, operation: str) -> None:
-    """Kill the 'process' right after AWS answered `operation`: the call ran, nothing after it."""
+def crash_after(client: Any, operation: str) -> Callable[[], None]:
+    """Kill the 'process' right after AWS answered `operation`; returns a function to stop it."""
     service = client.meta.service_model.service_id.hyphenize()
+    event = f"after-call.{service}.{operation}"
 
     def _crash(**_: Any) -> None:
         raise Crash(operation)
 
-    client.meta.events.register(f"after-call.{service}.{operation}", _crash)
+    client.meta.events.register(event, _crash)
+    return lambda: client.meta.events.unregister(event, _crash)

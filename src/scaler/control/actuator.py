@@ -156,20 +156,34 @@ class Actuator:
         except (ClientError, BotoCoreError) as exc:
             error = classify_aws_error(exc, operation="SetDesiredCapacity")
             unknown = outcome_unknown(exc)
-            if unknown:
-                # It may have run: start the cooldown so the next tick reads the real state.
-                self._store.record_action(outcome.group, at=outcome.at, target=outcome.target)
             final = _finish(
                 outcome, "unknown" if unknown else "failed", str(error), _retryable(error)
             )
             log.warning("set_desired_capacity_failed", group=outcome.group, error=str(error))
         else:
-            self._store.record_action(outcome.group, at=outcome.at, target=outcome.target)
+            unknown = False
             final = _finish(outcome, "applied", None, None)
             log.info("set_desired_capacity", group=outcome.group, target=outcome.target)
-        return ActionResult(
-            outcome=final, recorded=self._store.append_audit(final), interrupted=interrupted
+        # An action that ran, or may have run (no answer), starts the cooldown.
+        return self._record_after_call(
+            final, started=final.result == "applied" or unknown, interrupted=interrupted
         )
+
+    def _record_after_call(
+        self, final: AuditRecord, *, started: bool, interrupted: list[AuditRecord]
+    ) -> ActionResult:
+        """Record what the call did; if the store fails now the intent stays open for next tick."""
+        try:
+            if started:
+                assert final.target is not None
+                self._store.record_action(final.group, at=final.at, target=final.target)
+            recorded = self._store.append_audit(final)
+        except ScalerError as exc:
+            log.error("outcome_not_recorded", group=final.group, tick=final.tick_id, error=str(exc))
+            note = f"outcome not recorded ({exc}); the next tick will find the open intent"
+            final = final.model_copy(update={"notes": [*final.notes, note]})
+            recorded = False
+        return ActionResult(outcome=final, recorded=recorded, interrupted=interrupted)
 
     def _close_interrupted(
         self, intent: AuditRecord, group: GroupState, now: datetime
