@@ -24,10 +24,6 @@ __all__ = ["ActionResult", "Actuator", "set_desired_capacity_call"]
 
 log = structlog.get_logger(__name__)
 
-# Rails the actuator itself applies, beyond those of apply_rails.
-INTERRUPTED_ACTION = "interrupted_action"
-STALE_DECISION = "stale_decision"
-
 
 class ActionResult(BaseModel):
     """What one act() did: its outcome record, and any interrupted earlier intents it closed."""
@@ -222,22 +218,24 @@ def _held_here(
     if outcome.call is None:
         return None
     if interrupted:
-        return _hold(outcome, INTERRUPTED_ACTION, "an earlier tick was interrupted: no action now")
+        return _hold(
+            outcome, Rail.INTERRUPTED_ACTION, "an earlier tick was interrupted: no action now"
+        )
     if decision.current != group.desired:
         return _hold(
             outcome,
-            STALE_DECISION,
+            Rail.STALE_DECISION,
             f"the rails assumed desired {decision.current} but the group now runs "
             f"{group.desired}: no action",
         )
     return None
 
 
-def _hold(outcome: AuditRecord, rail: str, note: str) -> AuditRecord:
+def _hold(outcome: AuditRecord, rail: Rail, note: str) -> AuditRecord:
     return outcome.model_copy(
         update={
             "result": "held",
-            "rails": [*outcome.rails, rail],
+            "rails": [*outcome.rails, str(rail)],
             "notes": [*outcome.notes, note],
         }
     )

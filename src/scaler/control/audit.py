@@ -63,6 +63,30 @@ class AuditRecord(BaseModel):
     error: str | None = None
     retryable: bool | None = None
 
+    def summary(self) -> str:
+        """One line for `scaler history`: time, tick, mode, phase, result, change, call, rails."""
+        change = (
+            f"{self.current}->{self.target}"
+            if self.target is not None
+            else f"{self.current} (proposal {self.proposal})"
+        )
+        parts = [
+            format_time(self.at),
+            self.group,
+            self.tick_id,
+            self.mode,
+            self.phase if self.result is None else f"{self.phase}:{self.result}",
+            change,
+        ]
+        if self.call is not None:
+            args = ", ".join(f"{k}={v}" for k, v in self.call.params.items())
+            parts.append(f"{self.call.operation}({args})")
+        if self.rails:
+            parts.append("held by " + ", ".join(self.rails))
+        if self.error:
+            parts.append(f"error: {self.error}")
+        return "  ".join(parts)
+
 
 def make_tick_id(now: datetime, prefix: str = "tick") -> str:
     """A tick id from the minute `now` falls in, so a re-run of the same tick has the same id."""

@@ -39,6 +39,9 @@ class Rail(StrEnum):
     KILL_SWITCH = "kill_switch"
     SCALING_ACTIVITY = "scaling_activity"
     INSTANCE_REFRESH = "instance_refresh"
+    # Applied by the actuator, which sees the group and the log at the moment of acting.
+    INTERRUPTED_ACTION = "interrupted_action"
+    STALE_DECISION = "stale_decision"
 
 
 class RailDecision(BaseModel):
