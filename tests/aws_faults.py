@@ -93,8 +93,8 @@ class CallCounter:
         return self.calls.count(operation)
 
 
-def inject_fault(client: Any, operation: str, fault: str) -> None:
-    """Make every `operation` call on `client` fail with `fault` before it leaves the process."""
+def inject_fault(client: Any, operation: str, fault: str) -> Callable[[], None]:
+    """Make every `operation` call on `client` fail with `fault`; returns a function to stop it."""
     service = client.meta.service_model.service_id.hyphenize()
     protocol = client.meta.service_model.protocol
 
@@ -115,7 +115,9 @@ def inject_fault(client: Any, operation: str, fault: str) -> None:
             headers = {"Content-Type": "application/x-amz-json-1.0"}
         return AWSResponse(request.url, status, headers, _Raw(body))
 
-    client.meta.events.register(f"before-send.{service}.{operation}", _respond)
+    event = f"before-send.{service}.{operation}"
+    client.meta.events.register(event, _respond)
+    return lambda: client.meta.events.unregister(event, _respond)
 
 
 def crash_after(client: Any, operation: str) -> Callable[[], None]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from aws_faults import FAULTS, CallCounter, Crash, crash_after, inject_fault
 from scaler.aws import Clients
@@ -430,3 +431,42 @@ def test_dry_run_never_calls_a_mutating_api(
         store.close()
     assert counter.mutating == []
     assert read_group(clients).desired == 2
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize(
+    ("operation", "before_call"),
+    [("Query", True), ("TransactWriteItems", True), ("PutItem", False)],
+)
+def test_state_store_faults_never_crash_or_step_twice(
+    clients: Clients,
+    asg: str,
+    *,
+    counter: CallCounter,
+    operation: str,
+    before_call: bool,
+    fault: str,
+) -> None:
+    """Every DynamoDB call the actuator makes, under every fault: a result, never a double step."""
+    create_table(clients.dynamodb, "state")
+    store = DynamoStateStore(clients.dynamodb, "state")
+    group = read_group(clients)
+    decision = decide(5, group, store)
+    actuator = Actuator(clients.autoscaling, store, dry_run=False)
+    heal = inject_fault(clients.dynamodb, operation, fault)
+    with capture_logs() as logs:
+        result = actuator.act(group, decision, tick_id="t1", now=NOW)
+    heal()
+    assert not result.recorded
+    assert any(e["log_level"] == "error" for e in logs)
+    if before_call:
+        # Nothing could be written first, so AWS was never asked.
+        assert (result.result, counter.mutating) == ("failed", [])
+        return
+    assert result.result == "applied"
+    assert counter.count("SetDesiredCapacity") == 1
+    # The store is back: a re-run of the tick closes the open intent and does not call again.
+    rerun = actuator.act(read_group(clients), decision, tick_id="t1", now=NOW)
+    assert (rerun.duplicate, rerun.result) == (True, "interrupted")
+    assert store.history(ASG, since=NOW).last_action_at == NOW
+    assert counter.count("SetDesiredCapacity") == 1

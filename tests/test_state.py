@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aws_faults import inject_fault
+from aws_faults import FAULTS, inject_fault
 from scaler.aws import Clients
 from scaler.control import (
     AuditRecord,
@@ -21,7 +21,7 @@ from scaler.control import (
     open_store,
 )
 from scaler.control_settings import StateSettings
-from scaler.errors import InputError, RetryableAwsError
+from scaler.errors import AwsCallError, InputError, RetryableAwsError
 
 NOW = datetime(2026, 3, 1, 12, 0, 30, 123456, tzinfo=UTC)
 TTL = timedelta(seconds=60)
@@ -237,13 +237,27 @@ def test_sqlite_bad_path_names_the_file_and_the_setting(tmp_path: Path) -> None:
         SqliteStateStore(blocker / "state.db")
 
 
-def test_dynamo_faults_become_scaler_errors(clients: Clients) -> None:
-    """A throttled DynamoDB read surfaces as RetryableAwsError naming the operation."""
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize(
+    ("operation", "use"),
+    [
+        ("Query", lambda s: s.history("workers", since=NOW)),
+        ("GetItem", lambda s: s.history("workers", since=NOW)),
+        ("PutItem", lambda s: s.acquire_lease("workers", "a", now=NOW, ttl=TTL)),
+        ("TransactWriteItems", lambda s: s.append_audit(record("t1"))),
+        ("DeleteItem", lambda s: s.release_lease("workers", "a")),
+    ],
+)
+def test_dynamo_faults_become_scaler_errors(
+    clients: Clients, operation: str, use: Callable[[StateStore], object], fault: str
+) -> None:
+    """Each DynamoDB call under each fault raises a scaler error naming it, retryable unless 4xx."""
     create_table(clients.dynamodb, TABLE)
     store = DynamoStateStore(clients.dynamodb, TABLE)
-    inject_fault(clients.dynamodb, "Query", "throttling")
-    with pytest.raises(RetryableAwsError, match="Query: ThrottlingException"):
-        store.history("workers", since=NOW)
+    inject_fault(clients.dynamodb, operation, fault)
+    with pytest.raises(AwsCallError, match=f"^{operation}: ") as caught:
+        use(store)
+    assert isinstance(caught.value, RetryableAwsError) is (fault != "access_denied")
 
 
 def test_create_table_twice_is_harmless(clients: Clients) -> None:
