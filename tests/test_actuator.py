@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from aws_faults import FAULTS, CallCounter, Crash, crash_after, inject_fault
 from scaler.aws import Clients
 from scaler.control import (
     Actuator,
@@ -29,6 +28,7 @@ from scaler.control import (
     make_tick_id,
 )
 from scaler.models import GroupState
+from tests.aws_faults import FAULTS, CallCounter, Crash, crash_after, inject_fault
 
 ASG = "workers"
 NOW = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)

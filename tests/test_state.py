@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from aws_faults import FAULTS, inject_fault
 from scaler.aws import Clients
 from scaler.control import (
     AuditRecord,
@@ -22,6 +21,7 @@ from scaler.control import (
 )
 from scaler.control_settings import StateSettings
 from scaler.errors import AwsCallError, InputError, RetryableAwsError
+from tests.aws_faults import FAULTS, inject_fault
 
 NOW = datetime(2026, 3, 1, 12, 0, 30, 123456, tzinfo=UTC)
 TTL = timedelta(seconds=60)
