@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from scaler.aws import Clients
 from scaler.control import (
     Actuator,
+    AuditRecord,
     DynamoStateStore,
     Observation,
     Rail,
@@ -470,3 +471,27 @@ def test_state_store_faults_never_crash_or_step_twice(
     assert (rerun.duplicate, rerun.result) == (True, "interrupted")
     assert store.history(ASG, since=NOW).last_action_at == NOW
     assert counter.count("SetDesiredCapacity") == 1
+
+
+class _RacingStore(SqliteStateStore):
+    """A store seen at the instant another run of the tick has written its intent."""
+
+    def open_intents(self, group: str) -> list[AuditRecord]:
+        return []
+
+
+def test_losing_the_intent_race_makes_no_call(
+    clients: Clients, asg: str, tmp_path: Path, counter: CallCounter
+) -> None:
+    """If another run of the same tick wrote its intent first, this run holds and calls nothing."""
+    store = _RacingStore(tmp_path / "s.db")
+    group = read_group(clients)
+    decision = decide(5, group, store)
+    rival = AuditRecord(tick_id="t1", group=ASG, at=NOW, mode="apply", phase="intent", target=5)
+    assert store.append_audit(rival)
+    result = Actuator(clients.autoscaling, store, dry_run=False).act(
+        group, decision, tick_id="t1", now=NOW
+    )
+    assert (result.result, result.duplicate, result.recorded) == ("held", True, False)
+    assert "owns the call" in result.outcome.notes[-1]
+    assert counter.mutating == []

@@ -139,8 +139,8 @@ class Actuator:
         assert outcome.target is not None
         intent = outcome.model_copy(update={"phase": "intent"})
         if not self._store.append_audit(intent):
-            # Another run of this tick wrote its intent first; it owns the call.
-            held = _finish(outcome, "held", "another run of this tick is acting", None)
+            note = "another run of this tick wrote its intent first and owns the call"
+            held = outcome.model_copy(update={"result": "held", "notes": [*outcome.notes, note]})
             return ActionResult(outcome=held, duplicate=True, recorded=False)
         params = outcome.call.params
         try:
