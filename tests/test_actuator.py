@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -495,3 +496,65 @@ def test_losing_the_intent_race_makes_no_call(
     assert (result.result, result.duplicate, result.recorded) == ("held", True, False)
     assert "owns the call" in result.outcome.notes[-1]
     assert counter.mutating == []
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    ticks=st.lists(
+        st.tuples(st.one_of(st.none(), st.integers(0, 15)), st.booleans()),
+        min_size=1,
+        max_size=8,
+    ),
+    rails=st.builds(
+        RailSettings,
+        max_step_count=st.integers(1, 4),
+        max_step_percent=st.floats(10, 200),
+        cooldown_seconds=st.sampled_from([0, 60, 120]),
+        scale_in_stabilization_minutes=st.integers(0, 2),
+    ),
+    policy_max=st.one_of(st.none(), st.integers(2, 10)),
+)
+def test_applied_capacity_keeps_to_the_rails_on_a_real_group(
+    clients: Clients,
+    asg: str,
+    *,
+    ticks: list[tuple[int | None, bool]],
+    rails: RailSettings,
+    policy_max: int | None,
+) -> None:
+    """Apply mode end to end: the ASG stays in bounds, steps within limit, never drops on gaps."""
+    clients.autoscaling.set_desired_capacity(AutoScalingGroupName=ASG, DesiredCapacity=2)
+    hi = min(10, policy_max) if policy_max is not None else 10
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStateStore(Path(tmp) / "state.db")
+        actuator = Actuator(clients.autoscaling, store, dry_run=False)
+        for i, (proposal, complete) in enumerate(ticks):
+            now = NOW + timedelta(minutes=i)
+            group = read_group(clients)
+            history = store.history(ASG, since=now - rails.stabilization_window)
+            decision = apply_rails(
+                proposal,
+                group,
+                history,
+                rails,
+                now=now,
+                data_complete=complete,
+                kill_switch_env=False,
+                policy_max=policy_max,
+            )
+            store.record_observation(
+                ASG, Observation(at=now, proposal=proposal, data_complete=complete)
+            )
+            actuator.act(group, decision, tick_id=make_tick_id(now), now=now)
+            after = read_group(clients).desired
+            assert 1 <= after <= hi
+            step = max(1, math.ceil(group.desired * rails.max_step_percent / 100))
+            allowed = min(rails.max_step_count, step)
+            assert abs(after - group.desired) <= allowed
+            if not complete or proposal is None:
+                assert after >= group.desired
+        store.close()
