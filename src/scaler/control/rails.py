@@ -150,7 +150,8 @@ def _bounded(proposal: int, group: GroupState, lo: int | None, hi: int | None, l
     if policy_only != proposal:
         log.hold(
             Rail.POLICY_BOUNDS,
-            f"proposal {proposal} is outside the policy's [{lo}, {hi}]: using {policy_only}",
+            f"proposal {proposal} is outside the policy's "
+            f"[{lo or 0}, {hi if hi is not None else 'no max'}]: using {policy_only}",
         )
     within_group = _clamp_to(policy_only, group.min_size, group.max_size)
     if within_group != policy_only:
