@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from scaler.capacity import CapacitySettings
+from scaler.control_settings import RailSettings, StateSettings
 from scaler.errors import PolicyError
 from scaler.instances.alternatives import InstanceConstraints
 from scaler.instances.catalog import Catalog, bundled_catalog
@@ -78,6 +79,7 @@ class GroupPolicy(_Strict):
         description="Which instance types advice may propose instead of the current one.",
     )
     rules: RulesConfig = Field(default_factory=RulesConfig)  # type: ignore[valid-type]
+    rails: RailSettings = Field(default_factory=RailSettings)
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> GroupPolicy:
@@ -138,6 +140,7 @@ class Policy(_Strict):
         description="USD per instance-hour by type (your own discounts); overrides the "
         "bundled on-demand table.",
     )
+    state: StateSettings = Field(default_factory=StateSettings)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:

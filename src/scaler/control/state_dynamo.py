@@ -1,0 +1,323 @@
+"""State in one DynamoDB table (for Lambda); the lease is a conditional write that expires."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from scaler.control.audit import AuditRecord
+from scaler.control.calls import classify_aws_error
+from scaler.control.history import GroupHistory, Observation
+from scaler.control.state import OBSERVATION_RETENTION, LeaseMixin
+from scaler.control.state_sqlite import time_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = ["DynamoStateStore", "create_table"]
+
+_T = TypeVar("_T")
+Item = dict[str, Any]
+# Every item: pk names the kind and group, sk orders within it.
+_OBS, _ACTION, _AUDIT, _TICK, _OPEN, _LEASE = (
+    "obs#",
+    "action#",
+    "audit#",
+    "tick#",
+    "open#",
+    "lease#",
+)
+_TTL_ATTRIBUTE = "expires_at"
+
+
+def create_table(client: DynamoDBClient, table: str) -> None:
+    """Create the state table (pk/sk strings, on-demand, TTL on expires_at); no-op if it exists."""
+    try:
+        client.create_table(
+            TableName=table,
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            raise classify_aws_error(exc, operation="CreateTable") from exc
+        return
+    client.get_waiter("table_exists").wait(TableName=table)
+    client.update_time_to_live(
+        TableName=table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": _TTL_ATTRIBUTE},
+    )
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int | float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _failed_condition(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = exc.response.get("CancellationReasons", [])
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or (
+            "ConditionalCheckFailed" in str(exc.response.get("Error", {}).get("Message", ""))
+        )
+    return False
+
+
+class DynamoStateStore(LeaseMixin):
+    """State in a DynamoDB table made by `create_table`; safe for concurrent Lambda invocations."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self.table = table
+
+    def _call(self, operation: str, call: Callable[[], _T]) -> _T:
+        """Run one DynamoDB call; failures become AwsCallError / RetryableAwsError."""
+        try:
+            return call()
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_aws_error(exc, operation=operation) from exc
+
+    def _query(self, **kwargs: Any) -> Iterator[Item]:
+        """Every item a Query returns, page by page; `Limit` caps the total."""
+        limit = kwargs.get("Limit")
+        seen = 0
+        while True:
+            page = self._call("Query", lambda: self._client.query(TableName=self.table, **kwargs))
+            for item in page.get("Items", []):
+                yield item
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
+    def history(self, group: str, *, since: datetime) -> GroupHistory:
+        """Observations at or after `since`, the newest one before it, and the last action."""
+        pk = _s(_OBS + group)
+        start = time_key(since)
+        recent = list(
+            self._query(
+                KeyConditionExpression="pk = :pk AND sk >= :start",
+                ExpressionAttributeValues={":pk": pk, ":start": _s(start)},
+            )
+        )
+        before = list(
+            self._query(
+                KeyConditionExpression="pk = :pk AND sk < :start",
+                ExpressionAttributeValues={":pk": pk, ":start": _s(start)},
+                ScanIndexForward=False,
+                Limit=1,
+            )
+        )
+        observations = tuple(
+            Observation(
+                at=datetime.fromisoformat(item["sk"]["S"].replace("Z", "+00:00")),
+                proposal=int(item["proposal"]["N"]) if "N" in item["proposal"] else None,
+                data_complete=item["complete"]["BOOL"],
+            )
+            for item in before + recent
+        )
+        action = self._call(
+            "GetItem",
+            lambda: self._client.get_item(
+                TableName=self.table,
+                Key={"pk": _s(_ACTION + group), "sk": _s("last")},
+                ConsistentRead=True,
+            ),
+        ).get("Item")
+        return GroupHistory(
+            group=group,
+            observations=observations,
+            last_action_at=(
+                datetime.fromisoformat(action["at"]["S"].replace("Z", "+00:00")) if action else None
+            ),
+            last_target=int(action["target"]["N"]) if action else None,
+        )
+
+    def record_observation(self, group: str, observation: Observation) -> None:
+        """Remember one tick's proposal (a re-run of the same tick replaces it)."""
+        expires = observation.at + OBSERVATION_RETENTION
+        item: Item = {
+            "pk": _s(_OBS + group),
+            "sk": _s(time_key(observation.at)),
+            "proposal": (
+                _n(observation.proposal) if observation.proposal is not None else {"NULL": True}
+            ),
+            "complete": {"BOOL": observation.data_complete},
+            _TTL_ATTRIBUTE: _n(int(expires.timestamp())),
+        }
+        self._call("PutItem", lambda: self._client.put_item(TableName=self.table, Item=item))
+
+    def record_action(self, group: str, *, at: datetime, target: int) -> None:
+        """Remember an action that did, or may have, changed the group (never moves back)."""
+        try:
+            self._client.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": _s(_ACTION + group),
+                    "sk": _s("last"),
+                    "at": _s(time_key(at)),
+                    "target": _n(target),
+                },
+                ConditionExpression="attribute_not_exists(pk) OR #at <= :at",
+                ExpressionAttributeNames={"#at": "at"},
+                ExpressionAttributeValues={":at": _s(time_key(at))},
+            )
+        except ClientError as exc:
+            if not _failed_condition(exc):
+                raise classify_aws_error(exc, operation="PutItem") from exc
+        except BotoCoreError as exc:
+            raise classify_aws_error(exc, operation="PutItem") from exc
+
+    def append_audit(self, record: AuditRecord) -> bool:
+        """Append a record; False (and nothing written) if its (tick, group, phase) exists."""
+        body = _s(record.model_dump_json())
+        when = time_key(record.at)
+        open_key = {"pk": _s(_OPEN + record.group), "sk": _s(record.tick_id)}
+        items: list[Any] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {
+                        "pk": _s(_TICK + record.group),
+                        "sk": _s(f"{record.tick_id}#{record.phase}"),
+                        "at": _s(when),
+                        "record": body,
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {
+                        "pk": _s(_AUDIT + record.group),
+                        "sk": _s(f"{when}#{record.tick_id}#{record.phase}"),
+                        "record": body,
+                    },
+                }
+            },
+        ]
+        if record.phase == "intent":
+            items.append({"Put": {"TableName": self.table, "Item": {**open_key, "record": body}}})
+        else:
+            items.append({"Delete": {"TableName": self.table, "Key": open_key}})
+        try:
+            self._client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if _failed_condition(exc):
+                return False
+            raise classify_aws_error(exc, operation="TransactWriteItems") from exc
+        except BotoCoreError as exc:
+            raise classify_aws_error(exc, operation="TransactWriteItems") from exc
+        return True
+
+    def audit(
+        self,
+        group: str,
+        *,
+        since: datetime | None = None,
+        tick_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditRecord]:
+        """A group's audit records oldest first; `limit` keeps the newest that many."""
+        if tick_id is not None:
+            items = self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :tick)",
+                ExpressionAttributeValues={
+                    ":pk": _s(_TICK + group),
+                    ":tick": _s(f"{tick_id}#"),
+                },
+                ConsistentRead=True,
+            )
+            records = [AuditRecord.model_validate_json(i["record"]["S"]) for i in items]
+            records = [r for r in records if since is None or r.at >= since]
+            records.sort(key=lambda r: (r.at, r.phase != "intent"))
+            return records[-limit:] if limit is not None else records
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": _s(_AUDIT + group)},
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+        }
+        if since is not None:
+            query["KeyConditionExpression"] = "pk = :pk AND sk >= :since"
+            query["ExpressionAttributeValues"][":since"] = _s(time_key(since))
+        if limit is not None:
+            query["Limit"] = limit
+        newest_first = [
+            AuditRecord.model_validate_json(i["record"]["S"]) for i in self._query(**query)
+        ]
+        return list(reversed(newest_first))
+
+    def open_intents(self, group: str) -> list[AuditRecord]:
+        """Intents with no outcome yet: a tick that died between its AWS call and its record."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _s(_OPEN + group)},
+            ConsistentRead=True,
+        )
+        records = [AuditRecord.model_validate_json(i["record"]["S"]) for i in items]
+        return sorted(records, key=lambda r: r.at)
+
+    def acquire_lease(self, group: str, owner: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew the group's lease until now+ttl; False while another owner holds it."""
+        try:
+            self._client.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": _s(_LEASE + group),
+                    "sk": _s("lease"),
+                    "owner": _s(owner),
+                    "expires": _s(time_key(now + ttl)),
+                },
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR #owner = :owner OR #expires <= :now"
+                ),
+                ExpressionAttributeNames={"#owner": "owner", "#expires": "expires"},
+                ExpressionAttributeValues={":owner": _s(owner), ":now": _s(time_key(now))},
+            )
+        except ClientError as exc:
+            if _failed_condition(exc):
+                return False
+            raise classify_aws_error(exc, operation="PutItem") from exc
+        except BotoCoreError as exc:
+            raise classify_aws_error(exc, operation="PutItem") from exc
+        return True
+
+    def release_lease(self, group: str, owner: str) -> None:
+        """Give the lease back if `owner` still holds it."""
+        try:
+            self._client.delete_item(
+                TableName=self.table,
+                Key={"pk": _s(_LEASE + group), "sk": _s("lease")},
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": _s(owner)},
+            )
+        except ClientError as exc:
+            if not _failed_condition(exc):
+                raise classify_aws_error(exc, operation="DeleteItem") from exc
+        except BotoCoreError as exc:
+            raise classify_aws_error(exc, operation="DeleteItem") from exc
+
+    def close(self) -> None:
+        """Nothing to release: the client belongs to the caller."""
