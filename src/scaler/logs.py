@@ -10,6 +10,11 @@ import structlog
 __all__ = ["configure_logging"]
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    # Looked up per call, not bound once: stderr may be replaced (pytest capture, redirection).
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(level: str = "warning", fmt: str = "console") -> None:
     """Send structured logs to stderr at `level`, as console text or JSON lines."""
     numeric = logging.getLevelName(level.upper())
@@ -27,6 +32,6 @@ def configure_logging(level: str = "warning", fmt: str = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from scaler.capacity import CapacitySettings
 from scaler.control_settings import RailSettings, StateSettings
@@ -19,6 +27,7 @@ from scaler.instances.alternatives import InstanceConstraints
 from scaler.instances.catalog import Catalog, bundled_catalog
 from scaler.rules import rules
 from scaler.rules.base import Rule, RuleContext
+from scaler.sources.metric_map import MetricOverride, resolve_metrics
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -80,6 +89,23 @@ class GroupPolicy(_Strict):
     )
     rules: RulesConfig = Field(default_factory=RulesConfig)  # type: ignore[valid-type]
     rails: RailSettings = Field(default_factory=RailSettings)
+    metrics: dict[str, MetricOverride] = Field(
+        default_factory=dict,
+        description="Per-signal CloudWatch metric overrides (namespace, dimensions, stat, ...).",
+    )
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _known_signals(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            resolve_metrics({k: MetricOverride() for k in value})  # names bad keys, valid ones
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _complete(cls, value: dict[str, MetricOverride]) -> dict[str, MetricOverride]:
+        resolve_metrics(value)  # e.g. work_latency has no default and needs its metric named
+        return value
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> GroupPolicy:

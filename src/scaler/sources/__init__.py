@@ -1,1 +1,1 @@
-"""Metric sources: each produces one `Window` per scaling group."""
+"""Metric sources: each turns a scaling group's metrics into a Window of SIGNALS.md signals."""
