@@ -41,6 +41,24 @@ def test_demand_from_the_incident_window() -> None:
     assert demand.volume_mb_s is None  # no InstanceEBSThroughputExceededCheck: no guess
 
 
+def test_peak_is_what_the_work_drove_before_a_throttle() -> None:
+    """A fleet held to 143.75 MB/s after bursting at 325 MB/s needs 325, not 143.75."""
+    mb_s = np.r_[np.full(30, 325.0), np.full(30, 143.75)]
+    n = len(mb_s)
+    window = _window(
+        n,
+        queue_sent=np.full(n, 1500.0),
+        queue_deleted=np.full(n, 1300.0),
+        instances=np.full(n, 10.0),
+        ebs_read_bytes=mb_s * 1e6 * 60,
+    )
+    demand = demand_from_window(window, M5_XLARGE)
+    assert demand is not None
+    assert demand.ebs_mb_s == pytest.approx(143.75)
+    assert demand.peak_mb_s == pytest.approx(325)
+    assert demand.needed_mb_s == pytest.approx(325)
+
+
 def test_no_queue_data_no_demand() -> None:
     """Without deletions or instance counts there is nothing to size on."""
     assert demand_from_window(_window(5, cpu_user=np.full(5, 50.0)), M5_XLARGE) is None

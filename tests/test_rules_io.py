@@ -79,6 +79,30 @@ def test_incident_advice_is_sized_on_sustained_throughput_with_a_type_opinion(
     assert all(2 <= (r.desired_capacity or 2) <= 40 for r in advice.recommendations)
 
 
+def test_throttled_advice_ranks_local_nvme_and_larger_ebs_with_fleet_size_and_cost(
+    incident: scenarios.Trace,
+) -> None:
+    """After the throttle the advice ranks a local-NVMe and a larger-EBS type, sized and priced."""
+    advice = _advise(incident.window)
+    onset = incident.throttle_onset
+    assert onset is not None
+    after = [r for r in advice.recommendations if r.at >= onset and r.alternatives]
+    assert after
+    by_strategy = {a.strategy.value: a for a in after[-1].alternatives}
+    nvme, larger = by_strategy["local_nvme"], by_strategy["sustained_ebs"]
+    same = by_strategy["same_type"]
+    assert nvme.instance_type == "m5d.xlarge"
+    # The larger type covers what an instance drove before the throttle (~323 MB/s), not the
+    # 143.75 MB/s it is held to now.
+    assert larger.sustained_mb_s >= 300
+    for option in (nvme, larger, same):
+        assert option.instances_needed > 0
+        assert option.fleet_cost_per_hour is not None and option.fleet_cost_per_hour > 0
+        assert option.cost_per_1000_messages is not None
+    # Unthrottled local disk serves the load with fewer instances than more throttled m5.xlarge.
+    assert nvme.instances_needed < same.instances_needed
+
+
 def test_burning_burst_is_sized_on_the_baseline_before_the_throttle(
     incident: scenarios.Trace,
 ) -> None:

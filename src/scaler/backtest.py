@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scaler.engine import Evaluation, evaluate
 from scaler.errors import InputError
-from scaler.instances.catalog import Catalog, bundled_catalog
+from scaler.instances.catalog import Catalog
 from scaler.models import Advice
 from scaler.policy import GroupPolicy, Policy
 from scaler.signals import Window
@@ -60,7 +60,7 @@ def evaluate_windows(
 ) -> list[Evaluation]:
     """Evaluate each replay group with its policy group and the overrides."""
     overrides = overrides or Overrides()
-    catalog = catalog or bundled_catalog()
+    catalog = policy.catalog(catalog)
     out = []
     for name, window in windows.items():
         group = group_policy_for(policy, name)
@@ -71,7 +71,7 @@ def evaluate_windows(
         hi = overrides.max_size if overrides.max_size is not None else hi
         if lo > hi:
             raise InputError(f"group {name!r}: min size {lo} is above max size {hi}")
-        out.append(evaluate(window, group, instance=facts, bounds=(lo, hi)))
+        out.append(evaluate(window, group, instance=facts, bounds=(lo, hi), catalog=catalog))
     return out
 
 

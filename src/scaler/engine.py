@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import structlog
 
 from scaler.capacity import CapacityPlan, plan_capacity
-from scaler.instances.catalog import InstanceFacts
+from scaler.instances.alternatives import Alternative, InstanceConstraints, State
+from scaler.instances.catalog import Catalog, InstanceFacts, bundled_catalog
+from scaler.instances.measure import demand_from_window
+from scaler.instances.ranking import rank_alternatives
 from scaler.models import Advice, Finding, Recommendation
 from scaler.policy import GroupPolicy
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome
@@ -23,12 +26,16 @@ __all__ = ["Evaluation", "evaluate"]
 log = structlog.get_logger(__name__)
 
 
+ALTERNATIVES_SHOWN = 5  # the comparison table's rows, besides "more of the same"
+
+
 @dataclass(frozen=True)
 class _Opinionated:
-    """An opinion in force from the minute its finding was confirmed to the finding's end."""
+    """A finding in force from the minute it was confirmed to its end, and what it advises."""
 
     kind: str
-    opinion: Opinion
+    opinion: Opinion | None
+    bound: State | None
     first: int
     last: int
     finding: Finding
@@ -42,6 +49,9 @@ class Evaluation:
     outcomes: list[RuleOutcome]
     plan: CapacityPlan
     opinions: list[_Opinionated]
+    instance: InstanceFacts | None = None
+    catalog: Catalog | None = None
+    constraints: InstanceConstraints | None = None
 
     @property
     def findings(self) -> list[Finding]:
@@ -55,18 +65,38 @@ class Evaluation:
     def recommendation_at(self, i: int) -> Recommendation:
         """The advice at minute `i`: capacity, any instance-type opinion, and why."""
         decision = self.plan.at(i)
-        typed = [o for o in self._opinions_at(i) if o.opinion.instance_type]
+        active = self._opinions_at(i)
+        typed = [o.opinion for o in active if o.opinion and o.opinion.instance_type]
         reason = decision.reason
         if typed:
-            reason += f" Instance type ({typed[0].kind}): {typed[0].opinion.reason}"
+            reason += f" Instance type ({active[0].kind}): {typed[0].reason}"
+        bound = next((o.bound for o in active if o.bound), None)
         return Recommendation(
             at=self.window.time_at(i),
             group=self.window.group,
             desired_capacity=decision.desired,
-            instance_type=typed[0].opinion.instance_type if typed else None,
+            instance_type=typed[0].instance_type if typed else None,
             reason=reason,
             current_capacity=decision.current,
             evidence=decision.evidence(),
+            alternatives=self.alternatives_at(i, bound) if bound else [],
+        )
+
+    def alternatives_at(self, i: int, bound: State) -> list[Alternative]:
+        """Other instance types for a fleet bound by `bound`, ranked on minute `i`'s demand."""
+        if self.instance is None or self.catalog is None:
+            return []
+        demand = demand_from_window(self.window.head(i + 1), self.instance)
+        if demand is None:
+            return []
+        return rank_alternatives(
+            self.instance,
+            bound,
+            demand,
+            self.catalog,
+            self.constraints,
+            utilization=self.plan.settings.target_utilization,
+            limit=ALTERNATIVES_SHOWN,
         )
 
     def mitigations(self) -> list[Recommendation]:
@@ -81,7 +111,7 @@ class Evaluation:
                 evidence={"finding": o.kind, "action": o.opinion.action},
             )
             for o in self.opinions
-            if not o.opinion.instance_type
+            if o.opinion and not o.opinion.instance_type
         ]
 
     def timeline(self) -> list[Recommendation]:
@@ -100,7 +130,7 @@ class Evaluation:
         pace = plan.settings.measure_minutes
         type_at: list[str | None] = [None] * n
         for o in reversed(self.opinions):  # Earlier-registered rules win where they overlap.
-            if o.opinion.instance_type:
+            if o.opinion and o.opinion.instance_type:
                 type_at[o.first : o.last + 1] = [o.opinion.instance_type] * (o.last - o.first + 1)
         out: list[Recommendation] = []
         last: tuple[int | None, str | None] = (None, None)
@@ -149,7 +179,9 @@ class Evaluation:
         recs += [
             r
             for r in self.mitigations()
-            if any(o.last == last for o in self.opinions if not o.opinion.instance_type)
+            if any(
+                o.last == last for o in self.opinions if o.opinion and not o.opinion.instance_type
+            )
         ]
         return Advice(
             findings=self.findings,
@@ -172,8 +204,8 @@ def _opinions(
         )
         confirmed = [i for i in range(first, last + 1) if active[i]]
         opinion = rule.recommend(finding, ctx)
-        if opinion is not None and confirmed:
-            out.append(_Opinionated(rule.name, opinion, confirmed[0], last, finding))
+        if (opinion is not None or rule.bound) and confirmed:
+            out.append(_Opinionated(rule.name, opinion, rule.bound, confirmed[0], last, finding))
     return out
 
 
@@ -183,8 +215,9 @@ def evaluate(
     *,
     instance: InstanceFacts | None,
     bounds: tuple[int, int],
+    catalog: Catalog | None = None,
 ) -> Evaluation:
-    """Run every enabled rule and the capacity plan over `window`."""
+    """Run every enabled rule and the capacity plan over `window` (bundled catalog by default)."""
     ctx = group.context(instance)
     outcomes, opinions = [], []
     for rule in group.enabled_rules():
@@ -197,4 +230,12 @@ def evaluate(
     plan = plan_capacity(
         window, group.capacity, min_size=bounds[0], max_size=bounds[1], facts=instance
     )
-    return Evaluation(window=window, outcomes=outcomes, plan=plan, opinions=opinions)
+    return Evaluation(
+        window=window,
+        outcomes=outcomes,
+        plan=plan,
+        opinions=opinions,
+        instance=instance,
+        catalog=catalog or bundled_catalog(),
+        constraints=group.instance_choice,
+    )

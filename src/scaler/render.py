@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 
+from scaler.instances.table import render_alternatives
 from scaler.models import Advice, Finding, Recommendation, format_time
 
 __all__ = ["render_json", "render_text"]
@@ -26,7 +27,7 @@ def _wrap(text: str, indent: str) -> list[str]:
     return textwrap.wrap(text, _WIDTH, initial_indent=indent, subsequent_indent=indent)
 
 
-def _recommendation(r: Recommendation) -> list[str]:
+def _recommendation(r: Recommendation, *, details: bool) -> list[str]:
     parts = []
     if r.desired_capacity is not None:
         now = f" (now {r.current_capacity})" if r.current_capacity is not None else ""
@@ -35,7 +36,12 @@ def _recommendation(r: Recommendation) -> list[str]:
         parts.append(f"instance type {r.instance_type}")
     head = ", ".join(parts) or "no capacity opinion"
     lines = [f"  {format_time(r.at)[:16].replace('T', ' ')}  [{r.group}] {head}"]
-    return lines + _wrap(r.reason, "      ")
+    lines += _wrap(r.reason, "      ")
+    if r.alternatives:
+        lines.append("      Alternatives for the current load (cheapest per 1,000 messages first):")
+        table = render_alternatives(r.alternatives, details=details)
+        lines += [f"        {line}" for line in table]
+    return lines
 
 
 def render_text(advice: Advice, title: str | None = None) -> str:
@@ -50,8 +56,10 @@ def render_text(advice: Advice, title: str | None = None) -> str:
     lines += ["", f"Recommendations ({len(advice.recommendations)})"]
     if not advice.recommendations:
         lines.append("  none: capacity stayed within tolerance of the fleet's size")
+    # The full notes under each group's latest table only; earlier tables are the numbers.
+    last_table = {r.group: r for r in advice.recommendations if r.alternatives}
     for r in advice.recommendations:
-        lines += _recommendation(r)
+        lines += _recommendation(r, details=last_table.get(r.group) is r)
     if advice.unevaluated:
         lines += ["", "Not evaluated (missing signals, never guessed)"]
         for u in advice.unevaluated:

@@ -150,6 +150,16 @@ class Window(BaseModel):
         """The signals in `signals` that this window lacks or holds only NaN for."""
         return [s for s in signals if s not in self.series or bool(np.isnan(self.series[s]).all())]
 
+    def head(self, minutes: int) -> Window:
+        """The first `minutes` minutes of this window."""
+        keep = min(max(minutes, 0), self.length)
+        return Window(
+            group=self.group,
+            start=self.start,
+            length=keep,
+            series={k: v[:keep] for k, v in self.series.items()},
+        )
+
     def tail(self, minutes: int) -> Window:
         """The last `minutes` minutes of this window."""
         keep = min(max(minutes, 0), self.length)

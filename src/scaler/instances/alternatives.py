@@ -77,8 +77,14 @@ class Demand(BaseModel):
     local_mb_s: float | None = Field(
         None,
         gt=0,
-        description="What the current size's instance store sustains (fio); default: the "
-        "measured EBS MB/s per instance",
+        description="What the current size's instance store sustains (fio); default: "
+        "peak_mb_s, else the measured EBS MB/s per instance",
+    )
+    peak_mb_s: float | None = Field(
+        None,
+        gt=0,
+        description="The highest EBS MB/s per instance the work drove in the window: a "
+        "throttled fleet's recent MB/s is its limit, not its need",
     )
     volume_mb_s: float | None = Field(
         None,
@@ -120,6 +126,11 @@ class Demand(BaseModel):
     def ebs_mb_s(self) -> float:
         """The measured per-instance EBS throughput these figures came from."""
         return self.mb_per_message * self.msgs_per_min / 60.0
+
+    @property
+    def needed_mb_s(self) -> float:
+        """EBS MB/s an instance needs to work unthrottled: the peak seen, if above today's."""
+        return max(self.ebs_mb_s, self.peak_mb_s or 0.0)
 
 
 class Alternative(BaseModel):

@@ -7,9 +7,10 @@ import numpy as np
 from scaler.instances.alternatives import Demand
 from scaler.instances.burst import bytes_per_min_to_mb_s, ops_per_min_to_iops
 from scaler.instances.catalog import InstanceFacts
+from scaler.numeric import rolling_mean
 from scaler.signals import Series, Signal, Window
 
-__all__ = ["demand_from_window", "volume_plateau_mb_s"]
+__all__ = ["demand_from_window", "peak_ebs_mb_s", "volume_plateau_mb_s"]
 
 _FLAT_CV = 0.05  # a throughput whose spread is under 5% of its mean is a plateau
 _BELOW_BASELINE = 0.9  # ...and one under 90% of the instance baseline is not the instance's
@@ -39,7 +40,7 @@ def demand_from_window(window: Window, current: InstanceFacts, minutes: int = 15
         return None
     bytes_per_min = _mean(tail, Signal.EBS_READ_BYTES, Signal.EBS_WRITE_BYTES)
     ops_per_min = _mean(tail, Signal.EBS_READ_OPS, Signal.EBS_WRITE_OPS)
-    return Demand.measured(
+    demand = Demand.measured(
         current,
         arrivals_per_min=arrivals,
         msgs_per_min=deleted / instances,
@@ -49,6 +50,24 @@ def demand_from_window(window: Window, current: InstanceFacts, minutes: int = 15
         mem_used_pct=_mean(tail, Signal.MEM_USED),
         volume_mb_s=volume_plateau_mb_s(tail, current),
     )
+    peak = peak_ebs_mb_s(window, minutes)
+    if peak is not None and peak > demand.ebs_mb_s:
+        demand = demand.model_copy(update={"peak_mb_s": peak})
+    return demand
+
+
+def peak_ebs_mb_s(window: Window, minutes: int) -> float | None:
+    """The highest `minutes`-long mean of per-instance EBS MB/s: what the work drove unthrottled."""
+    parts = [
+        window.series[s.value]
+        for s in (Signal.EBS_READ_BYTES, Signal.EBS_WRITE_BYTES)
+        if s.value in window.series
+    ]
+    if not parts:
+        return None
+    smoothed = rolling_mean(np.sum(parts, axis=0), minutes)
+    finite = smoothed[np.isfinite(smoothed)]
+    return float(bytes_per_min_to_mb_s(np.array([finite.max()]))[0]) if finite.size else None
 
 
 def volume_plateau_mb_s(window: Window, current: InstanceFacts) -> float | None:

@@ -250,7 +250,7 @@ def _limits(
     size_ratio = facts.vcpus / current.vcpus
     if plan.local:
         measured = demand.ebs_mb_s
-        local = demand.local_mb_s or measured
+        local = demand.local_mb_s or demand.peak_mb_s or measured
         # the instance store serves what was measured on EBS (or what fio says), per size
         scale = local / measured if measured > 0 else 1.0
         limits["instance_store"] = demand.msgs_per_min * size_ratio * scale
@@ -306,7 +306,7 @@ def _best_per_family(
         if strategy is not Strategy.SUSTAINED_EBS:
             best.append(cheapest)
             continue
-        covering = [a for a in members if a.sustained_mb_s >= demand.ebs_mb_s - 1e-9]
+        covering = [a for a in members if a.sustained_mb_s >= demand.needed_mb_s - 1e-9]
         if covering:
             best.append(min(covering, key=lambda a: (a.vcpus, _spend(a))))
         if not covering or cheapest.instance_type != best[-1].instance_type:

@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from scaler.instances.alternatives import State
 from scaler.instances.catalog import InstanceFacts
 from scaler.models import Finding, Unevaluated
 from scaler.numeric import Mask
@@ -74,6 +75,8 @@ class Rule(ABC):
     Settings: ClassVar[type[RuleSettings]] = RuleSettings
     #: Signals without which the rule cannot judge at all.
     requires: ClassVar[tuple[str, ...]] = ()
+    #: The resource that bounds the fleet while a finding holds, for ranking other types.
+    bound: ClassVar[State | None] = None
 
     def __init__(self, settings: RuleSettings | None = None) -> None:
         self.settings = settings if settings is not None else self.Settings()

@@ -87,6 +87,7 @@ class EbsBurstExhaustion(Rule):
     """Warns before an "up to" instance type's EBS burst runs out and the fleet is throttled."""
 
     name = "ebs_burst_exhaustion"
+    bound = "io"
     Settings: ClassVar[type[RuleSettings]] = EbsBurstSettings
 
     def evaluate(self, window: Window, context: RuleContext) -> RuleOutcome:

@@ -44,6 +44,7 @@ class CpuBound(Rule):
     """Throughput plateaus with CPU near saturation and low iowait."""
 
     name = "cpu_bound"
+    bound = "cpu"
     Settings = CpuBoundSettings
     requires = (Signal.CPU_USER, Signal.QUEUE_VISIBLE)
     settings: CpuBoundSettings

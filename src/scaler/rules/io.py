@@ -190,6 +190,7 @@ class IowaitBound(Rule):
     """Throughput falls below arrivals while CPU user does not rise and iowait climbs."""
 
     name = "iowait_bound"
+    bound = "io"
     Settings = IowaitBoundSettings
     requires = (Signal.CPU_USER, Signal.CPU_IOWAIT, Signal.QUEUE_VISIBLE)
     settings: IowaitBoundSettings

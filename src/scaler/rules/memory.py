@@ -137,6 +137,7 @@ class MemoryPressure(Rule):
     """Memory above the threshold for a sustained span (GC spikes of a minute or two are not)."""
 
     name = "memory_pressure"
+    bound = "memory"
     Settings = MemoryPressureSettings
     requires = (Signal.MEM_USED,)
     settings: MemoryPressureSettings
