@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from botocore.exceptions import ClientError
-from structlog.testing import capture_logs
 
 from scaler.aws import Clients, RetryPolicy
 from scaler.models import GroupError, GroupState
@@ -122,17 +121,20 @@ def test_groups_are_described_in_batches(clients: Clients) -> None:
 
 
 def test_instance_refreshes_unsupported_by_the_endpoint_is_said_once(clients: Clients) -> None:
-    """moto lacks DescribeInstanceRefreshes: one warning, then 'no refresh' for every group."""
+    """moto lacks DescribeInstanceRefreshes: asked once, then 'no refresh' for every group."""
     make_template(clients, "t-template", "m5.xlarge")
     for name in ("a", "b"):
         make_group(clients, name, LaunchTemplate={"LaunchTemplateName": "t-template"})
-    with capture_logs() as logs:
-        states = read_group_states(clients.autoscaling, clients.ec2, ["a", "b"], retry=FAST)
+    asked: list[str] = []
+    clients.autoscaling.meta.events.register(
+        "before-call.auto-scaling.DescribeInstanceRefreshes",
+        lambda **_: asked.append("DescribeInstanceRefreshes"),
+    )
+    states = read_group_states(clients.autoscaling, clients.ec2, ["a", "b"], retry=FAST)
     assert all(
         isinstance(s, GroupState) and not s.instance_refresh_in_progress for s in states.values()
     )
-    warnings = [e for e in logs if e["event"] == "instance_refreshes_unsupported"]
-    assert len(warnings) == 1
+    assert asked == ["DescribeInstanceRefreshes"]
 
 
 def test_throttled_describe_marks_its_groups_retryable(clients: Clients) -> None:

@@ -17,7 +17,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_random_exponential,
 )
 
@@ -171,7 +171,8 @@ def call_aws(
     """
     who = name_groups([groups] if isinstance(groups, str) else groups)
     retrying = Retrying(
-        stop=stop_after_attempt(retry.max_attempts) | stop_after_delay(retry.max_total_s),
+        # stop_before_delay: a backoff that would end past the budget is not slept at all.
+        stop=stop_after_attempt(retry.max_attempts) | stop_before_delay(retry.max_total_s),
         wait=wait_random_exponential(multiplier=retry.initial_backoff_s, max=retry.max_backoff_s),
         retry=retry_if_exception(is_retryable),
         before_sleep=_log_retry(op_name, who),

@@ -50,6 +50,8 @@ def seed_local_aws(
     asg_name: str,
     queue_name: str,
     instance_type: str = "m5.xlarge",
+    min_size: int = 0,
+    max_size: int | None = None,
     now: datetime,
     metrics: Mapping[str, MetricSpec] | None = None,
 ) -> SeededGroup:
@@ -69,8 +71,8 @@ def seed_local_aws(
     clients.autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=asg_name,
         LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Default"},
-        MinSize=0,
-        MaxSize=max(desired * 4, 10),
+        MinSize=min_size,
+        MaxSize=max_size if max_size is not None else max(desired * 4, 10),
         DesiredCapacity=desired,
         AvailabilityZones=[f"{clients.autoscaling.meta.region_name}a"],
     )

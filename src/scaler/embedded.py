@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import boto3
+
 from scaler.errors import ScalerError
 
-__all__ = ["LocalAws", "local_aws"]
+__all__ = ["LOCAL_CREDENTIALS", "LocalAws", "local_aws", "local_session"]
 
 # Credentials the moto server accepts; they never reach a real AWS endpoint.
 LOCAL_CREDENTIALS = {
@@ -17,6 +20,11 @@ LOCAL_CREDENTIALS = {
     "aws_secret_access_key": "testing",
     "region_name": "us-east-1",
 }
+
+
+def local_session() -> boto3.Session:
+    """A boto3 session with the local credentials (never the machine's own)."""
+    return boto3.Session(**LOCAL_CREDENTIALS)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,8 @@ def local_aws() -> Iterator[LocalAws]:
             "the embedded AWS needs moto[server]: install scaler with its demo extra "
             "(pip install 'scaler[demo]', or `make install`)"
         ) from exc
+    # werkzeug logs every request, and a traceback for each API moto lacks, to stderr.
+    logging.getLogger("werkzeug").disabled = True
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_MAX_SIZE",
     "DEFAULT_MIN_SIZE",
     "GroupPolicy",
+    "LiveSettings",
     "Policy",
     "RulesConfig",
     "default_policy",
@@ -153,6 +154,25 @@ class GroupPolicy(_Strict):
         return RuleContext(instance=instance, cpu_target_pct=self.cpu_target_pct)
 
 
+class LiveSettings(_Strict):
+    """How a live tick reads CloudWatch."""
+
+    window_minutes: int = Field(
+        180,
+        ge=30,
+        le=1440,
+        description="Minutes of metrics each tick reads (default 180: enough for the burst "
+        "model and sustained spans; trend rules judge hours, so raise it for them).",
+    )
+    max_data_age_minutes: int = Field(
+        10,
+        ge=1,
+        le=60,
+        description="Queue and instance data older than this at a tick is stale: advice still "
+        "shows, but the rails never scale in on it (default 10; CloudWatch lags a few minutes).",
+    )
+
+
 class Policy(_Strict):
     """A policy file: how scaler watches and advises a set of scaling groups."""
 
@@ -167,6 +187,7 @@ class Policy(_Strict):
         "bundled on-demand table.",
     )
     state: StateSettings = Field(default_factory=StateSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:

@@ -1,19 +1,49 @@
-"""`scaler demo`: the main job on an embedded default, with no AWS account."""
+"""`scaler demo`: the main job on an embedded AWS, with no account.
+
+A moto server starts in this process; a launch template (m5.xlarge), an Auto Scaling group and
+an SQS queue are created in it, and six hours of the incident from the physical fleet model are
+written to its CloudWatch (healthy load, a surge on EBS burst credits, then the throttle). Then
+the same code as `scaler advise` reads it back over HTTP through boto3 and advises, twice: half
+an hour before the throttle, and minutes after it.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 
+from scaler.aws import make_clients
 from scaler.backtest import Overrides, run_backtest
-from scaler.cli import EXIT_OK, commands
-from scaler.policy import default_policy
+from scaler.cli import EXIT_FAILED, EXIT_OK, commands
+from scaler.cli.advise import render_tick
+from scaler.demo_seed import seed_local_aws
+from scaler.embedded import local_aws, local_session
+from scaler.live import advise
+from scaler.policy import GroupPolicy, Policy, default_policy
 from scaler.render import render_json, render_text
+from scaler.signals import floor_minute
+from scaler.sim import scenarios
 from scaler.sources.replay import read_replay_text
+
+__all__ = ["DEMO_POLICY", "incident_text"]
 
 INCIDENT = "incident-m5xlarge.csv"
 DEMO_OVERRIDES = Overrides(instance_type="m5.xlarge", min_size=2, max_size=40)
+DEMO_POLICY = Policy(
+    groups=[
+        GroupPolicy(
+            name="crash-processor",
+            auto_scaling_group="crash-processor-asg",
+            queue="crash-reports",
+            min_size=2,
+            max_size=40,
+        )
+    ]
+)
+#: When the demo's two ticks run, relative to the throttle's onset in the trace.
+TICKS = (timedelta(minutes=-30), timedelta(minutes=8))
 
 
 def incident_text() -> str:
@@ -22,14 +52,73 @@ def incident_text() -> str:
 
 
 def _add(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="json prints the last tick's advice (the SIGNALS.md shape)",
+    )
+    parser.add_argument(
+        "--backtest",
+        action="store_true",
+        help="replay the bundled incident CSV offline instead (no moto server)",
+    )
     return _run
 
 
 def _run(args: argparse.Namespace) -> int:
+    return _backtest(args.format) if args.backtest else _live(args.format)
+
+
+def _live(fmt: str) -> int:
+    trace = scenarios.incident()
+    assert trace.throttle_onset is not None
+    group = DEMO_POLICY.groups[0]
+    now = floor_minute(datetime.now(UTC))
+    with local_aws() as server:
+        server.reset()  # moto keeps state per process: start from an empty account
+        clients = make_clients(local_session(), endpoint_url=server.endpoint_url)
+        seeded = seed_local_aws(
+            clients,
+            trace.window.model_copy(update={"group": group.name}),
+            asg_name=group.asg_name,
+            queue_name=group.queue_name,
+            min_size=2,
+            max_size=40,
+            now=now,
+        )
+        shift = seeded.end - trace.window.end
+        if fmt == "text":
+            print(
+                f"scaler demo: a local AWS at {server.endpoint_url} (moto server) holds ASG "
+                f"{seeded.asg_name} (m5.xlarge launch template), queue {seeded.queue_name}, and "
+                f"{seeded.datapoints:,} CloudWatch datapoints ({seeded.put_calls} PutMetricData "
+                f"calls): 6 hours of a crash-report fleet whose EBS burst runs out at "
+                f"{trace.throttle_onset + shift:%H:%M} UTC.\n"
+            )
+        ticks = [
+            advise(DEMO_POLICY, clients, now=trace.throttle_onset + shift + offset + _ONE_MINUTE)
+            for offset in TICKS
+        ]
+    if fmt == "json":
+        print(render_json(ticks[-1].advice()))
+    else:
+        for offset, tick in zip(TICKS, ticks, strict=True):
+            when = "before" if offset < timedelta(0) else "after"
+            minutes = abs(int(offset.total_seconds() // 60))
+            title = f"== tick at {tick.at:%H:%M} UTC, {minutes} min {when} the throttle =="
+            print(render_tick(tick, title) + "\n")
+    return EXIT_FAILED if any(t.errors for t in ticks) else EXIT_OK
+
+
+# A tick reads complete minutes before its own; one minute later it sees the minute named.
+_ONE_MINUTE = timedelta(minutes=1)
+
+
+def _backtest(fmt: str) -> int:
     windows = read_replay_text(incident_text(), INCIDENT)
     advice = run_backtest(windows, default_policy(), DEMO_OVERRIDES)
-    if args.format == "json":
+    if fmt == "json":
         print(render_json(advice))
     else:
         print(
@@ -40,4 +129,4 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-commands.register("demo")(("diagnose a bundled incident (no AWS account needed)", _add))
+commands.register("demo")(("diagnose a seeded incident on an embedded AWS (no account)", _add))

@@ -255,8 +255,8 @@ def _limits(
         scale = local / measured if measured > 0 else 1.0
         limits["instance_store"] = demand.msgs_per_min * size_ratio * scale
         notes.append(
-            f"the instance store sustains at least {local * size_ratio:g} MB/s per instance "
-            f"({local:g} MB/s per {current.size}, scaled with size); AWS publishes "
+            f"the instance store sustains at least {local * size_ratio:.1f} MB/s per instance "
+            f"({local:.1f} MB/s per {current.size}, scaled with size); AWS publishes "
             "instance-store performance in IOPS, not MB/s: check with fio"
         )
     else:

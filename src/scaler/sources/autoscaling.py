@@ -244,7 +244,7 @@ def _refreshing(group: str, lookups: _Lookups) -> bool:
         cause = exc.__cause__
         if isinstance(cause, ResponseParserError) or error_code(cause or exc) in _UNSUPPORTED_CODES:
             # A local endpoint (moto) without this API: say so once, and read "no refresh".
-            log.warning("instance_refreshes_unsupported", group=group, error=str(exc))
+            log.info("instance_refreshes_unsupported", group=group, error=str(exc))
             lookups.refreshes_supported = False
             return False
         raise
