@@ -1,0 +1,228 @@
+"""The control loop's tick: live advice, then rails and the actuator, group by group.
+
+Dry-run is decided here, once, and handed to the actuator: a tick applies only when the
+command line says `--apply` or the policy says `mode: apply`, and the kill switch (policy or
+SCALER_KILL_SWITCH) still turns that into dry-run inside the rails. Each group is decided
+under its lease, so two overlapping ticks never both act on one group. State (lease,
+observations, cooldown, audit) is keyed by the Auto Scaling group's name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Literal
+
+import structlog
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from scaler.aws import DEFAULT_RETRY, Clients, RetryPolicy
+from scaler.control import (
+    ActionResult,
+    Actuator,
+    Observation,
+    RailDecision,
+    StateStore,
+    apply_rails,
+    kill_switch_from_env,
+    make_tick_id,
+)
+from scaler.errors import ScalerError
+from scaler.instances.catalog import Catalog
+from scaler.live import GroupAdvice, advise
+from scaler.models import EvidenceValue, GroupError, GroupState
+from scaler.policy import GroupPolicy, Policy
+from scaler.sources.autoscaling import read_group_states
+
+__all__ = ["DEFAULT_LEASE_TTL", "GroupOutcome", "TickReport", "default_owner", "run_tick"]
+
+log = structlog.get_logger(__name__)
+
+#: Longer than a tick takes; a holder that died frees the group after this.
+DEFAULT_LEASE_TTL = timedelta(minutes=5)
+
+Status = Literal["decided", "leased-elsewhere", "abandoned", "failed"]
+
+
+class GroupOutcome(BaseModel):
+    """What a tick did for one group: the advice, what the rails allowed, what was done."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group: str
+    status: Status
+    advice: GroupAdvice
+    decision: RailDecision | None = None
+    action: ActionResult | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """False when the group's job was not done: abandoned, failed, or an unrecorded action."""
+        if self.status in ("failed", "abandoned"):
+            return False
+        if self.action is None:
+            return True
+        return self.action.recorded and self.action.result not in ("failed", "unknown")
+
+
+class TickReport(BaseModel):
+    """One tick of `scaler run`: every group's outcome, and the groups it could not read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tick_id: str
+    at: AwareDatetime
+    mode: Literal["dry-run", "apply"]
+    groups: list[GroupOutcome]
+    errors: list[GroupError] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every group was read, decided and recorded (held actions are fine)."""
+        return not self.errors and all(g.ok for g in self.groups)
+
+
+def default_owner() -> str:
+    """A lease owner unique to this process: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def run_tick(
+    policy: Policy,
+    clients: Clients,
+    store: StateStore,
+    *,
+    now: datetime,
+    apply: bool = False,
+    environ: Mapping[str, str] | None = None,
+    owner: str | None = None,
+    lease_ttl: timedelta = DEFAULT_LEASE_TTL,
+    stop: threading.Event | None = None,
+    catalog: Catalog | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> TickReport:
+    """Advise every group, then let the rails and the actuator decide each one.
+
+    `stop` (set by SIGTERM) abandons the groups not yet started; a group already started
+    finishes, so its audit record is never half-written.
+    """
+    env = os.environ if environ is None else environ
+    dry_run = not (apply or policy.mode == "apply")
+    mode: Literal["dry-run", "apply"] = "dry-run" if dry_run else "apply"
+    # A dry-run never makes an apply tick of the same minute a duplicate: the mode is in the id.
+    tick_id = make_tick_id(now, prefix=mode)
+    owner = owner or default_owner()
+    actuator = Actuator(clients.autoscaling, store, dry_run=dry_run)
+    kill_env = kill_switch_from_env(env)
+    tick = advise(policy, clients, now=now, catalog=catalog, retry=retry)
+    outcomes: list[GroupOutcome] = []
+    for group_advice in tick.groups:
+        if stop is not None and stop.is_set():
+            outcomes.append(
+                GroupOutcome(group=group_advice.group, status="abandoned", advice=group_advice)
+            )
+            continue
+        outcomes.append(
+            _decide(
+                policy.group(group_advice.group),
+                group_advice,
+                store,
+                actuator,
+                clients=clients,
+                now=now,
+                tick_id=tick_id,
+                owner=owner,
+                lease_ttl=lease_ttl,
+                kill_env=kill_env,
+                retry=retry,
+            )
+        )
+    report = TickReport(tick_id=tick_id, at=now, mode=mode, groups=outcomes, errors=tick.errors)
+    log.info("tick", tick=tick_id, mode=mode, ok=report.ok, groups=len(outcomes))
+    return report
+
+
+def _decide(
+    group: GroupPolicy,
+    advice: GroupAdvice,
+    store: StateStore,
+    actuator: Actuator,
+    *,
+    clients: Clients,
+    now: datetime,
+    tick_id: str,
+    owner: str,
+    lease_ttl: timedelta,
+    kill_env: bool,
+    retry: RetryPolicy,
+) -> GroupOutcome:
+    # State is keyed by the Auto Scaling group, the thing acted on: two policies naming one
+    # ASG share its lease, its cooldown and its audit log.
+    key = group.asg_name
+    try:
+        with store.lease(key, owner, now=now, ttl=lease_ttl) as held:
+            if not held:
+                log.info("lease_held_elsewhere", group=group.name, tick=tick_id)
+                return GroupOutcome(group=group.name, status="leased-elsewhere", advice=advice)
+            store.record_observation(
+                key,
+                Observation(at=now, proposal=advice.proposal, data_complete=advice.data_complete),
+            )
+            history = store.history(key, since=now - group.rails.stabilization_window)
+            decision = apply_rails(
+                advice.proposal,
+                advice.state,
+                history,
+                group.rails,
+                now=now,
+                data_complete=advice.data_complete,
+                kill_switch_env=kill_env,
+                policy_min=group.min_size,
+                policy_max=group.max_size,
+            )
+            state = advice.state
+            if decision.changes and actuator.mode_for(decision) == "apply":
+                state = _fresh_state(clients, group, state, retry)
+            action = actuator.act(
+                state, decision, tick_id=tick_id, now=now, evidence=_evidence(advice)
+            )
+            return GroupOutcome(
+                group=group.name,
+                status="decided",
+                advice=advice,
+                decision=decision,
+                action=action,
+            )
+    except ScalerError as exc:
+        log.error("group_tick_failed", group=group.name, tick=tick_id, error=str(exc))
+        return GroupOutcome(group=group.name, status="failed", advice=advice, error=str(exc))
+
+
+def _fresh_state(
+    clients: Clients, group: GroupPolicy, read: GroupState, retry: RetryPolicy
+) -> GroupState:
+    """The group as it is just before acting, so a change made meanwhile is never overrun."""
+    again = read_group_states(
+        clients.autoscaling, clients.ec2, [group.asg_name], include_activity=False, retry=retry
+    )[group.asg_name]
+    if isinstance(again, GroupError):
+        raise ScalerError(f"re-reading group {group.asg_name!r} before acting: {again.error}")
+    return read.model_copy(update={"desired": again.desired, "in_service": again.in_service})
+
+
+def _evidence(advice: GroupAdvice) -> dict[str, EvidenceValue]:
+    """What the decision rested on, for the audit log."""
+    sized = next((r for r in advice.advice.recommendations if r.desired_capacity is not None), None)
+    return {
+        "findings": sorted({f.kind for f in advice.advice.findings}),
+        "as_of": advice.as_of.isoformat() if advice.as_of else None,
+        "data_age_minutes": advice.data_age_minutes,
+        "data_complete": advice.data_complete,
+        "reason": sized.reason if sized else None,
+        **(sized.evidence if sized else {}),
+    }

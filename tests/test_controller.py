@@ -1,0 +1,248 @@
+"""The control loop end to end on the local AWS: the seeded incident, applied and dry-run."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from scaler.aws import Clients, RetryPolicy
+from scaler.cli import EXIT_FAILED, EXIT_OK, main
+from scaler.control import SqliteStateStore
+from scaler.controller import run_tick
+from scaler.demo_seed import seed_local_aws
+from scaler.embedded import LocalAws
+from scaler.policy import GroupPolicy, Policy
+from scaler.sim import scenarios
+from tests.aws_faults import FAULTS, CallCounter, inject_fault
+
+INCIDENT = scenarios.incident()
+ONSET = INCIDENT.throttle_onset
+assert ONSET is not None
+GROUP = GroupPolicy(
+    name="crash-processor", auto_scaling_group="crash-asg", queue="crash-reports", max_size=40
+)
+POLICY = Policy(groups=[GROUP])
+APPLY = POLICY.model_copy(update={"mode": "apply"})
+FAST = RetryPolicy(max_attempts=2, max_total_s=1, initial_backoff_s=0.001, max_backoff_s=0.002)
+# A tick reads the minutes before its own: this one sees the incident 8 minutes in.
+TICK = ONSET + timedelta(minutes=9)
+
+
+@pytest.fixture
+def seeded(clients: Clients) -> Clients:
+    """The incident up to 8 minutes after the throttle, on the local AWS (8 x m5.xlarge)."""
+    length = int((TICK - INCIDENT.window.start).total_seconds() // 60) - 1
+    window = INCIDENT.window.head(length).model_copy(update={"group": GROUP.name})
+    seed_local_aws(
+        clients,
+        window,
+        asg_name=GROUP.asg_name,
+        queue_name=GROUP.queue_name,
+        max_size=40,
+        now=TICK,
+    )
+    return clients
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
+    """A fresh SQLite state file."""
+    s = SqliteStateStore(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+def desired(clients: Clients) -> int:
+    """The group's desired capacity as AWS reports it."""
+    (group,) = clients.autoscaling.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[GROUP.asg_name]
+    )["AutoScalingGroups"]
+    return group["DesiredCapacity"]
+
+
+def test_apply_raises_capacity_within_the_step_limit_and_audits_it(
+    seeded: Clients, store: SqliteStateStore
+) -> None:
+    """In apply mode the incident's advice is carried out, one step of at most 4 instances."""
+    report = run_tick(APPLY, seeded, store, now=TICK, environ={})
+    assert report.ok and report.mode == "apply"
+    (outcome,) = report.groups
+    assert outcome.advice.proposal is not None and outcome.advice.proposal > 12
+    assert outcome.decision is not None and outcome.decision.target == 12  # 8 + max_step 4
+    assert outcome.action is not None and outcome.action.result == "applied"
+    assert "max_step" in outcome.action.outcome.rails
+    assert desired(seeded) == 12
+    records = store.audit(GROUP.asg_name)
+    assert [(r.phase, r.result) for r in records] == [("intent", None), ("outcome", "applied")]
+    assert "iowait_bound" in records[-1].evidence["findings"]  # type: ignore[operator]
+
+
+def test_rerunning_the_tick_does_not_step_twice_and_cooldown_holds_the_next(
+    seeded: Clients, store: SqliteStateStore
+) -> None:
+    """The same tick again is a duplicate; a tick a minute later is held by the cooldown."""
+    run_tick(APPLY, seeded, store, now=TICK, environ={})
+    again = run_tick(APPLY, seeded, store, now=TICK + timedelta(seconds=20), environ={})
+    assert again.groups[0].action is not None and again.groups[0].action.duplicate
+    later = run_tick(APPLY, seeded, store, now=TICK + timedelta(minutes=1), environ={})
+    (outcome,) = later.groups
+    assert outcome.action is not None and outcome.action.result == "held"
+    assert "cooldown" in outcome.action.outcome.rails
+    assert desired(seeded) == 12
+
+
+def test_dry_run_changes_nothing_and_records_the_call_it_would_make(
+    seeded: Clients, store: SqliteStateStore
+) -> None:
+    """Without --apply or mode: apply, no mutating call is sent; the audit says what would be."""
+    counter = CallCounter(seeded.autoscaling)
+    report = run_tick(POLICY, seeded, store, now=TICK, environ={})
+    assert report.mode == "dry-run" and report.ok
+    (outcome,) = report.groups
+    assert outcome.action is not None and outcome.action.result == "dry-run"
+    assert outcome.action.call is not None
+    assert outcome.action.call.params["DesiredCapacity"] == 12
+    assert counter.mutating == []
+    assert desired(seeded) == 8
+
+
+def test_kill_switch_env_turns_apply_into_dry_run(seeded: Clients, store: SqliteStateStore) -> None:
+    """SCALER_KILL_SWITCH=1 names the rail and sends nothing, even with --apply."""
+    counter = CallCounter(seeded.autoscaling)
+    report = run_tick(
+        POLICY, seeded, store, now=TICK, apply=True, environ={"SCALER_KILL_SWITCH": "1"}
+    )
+    (outcome,) = report.groups
+    assert outcome.action is not None and outcome.action.result == "dry-run"
+    assert "kill_switch" in outcome.action.outcome.rails
+    assert counter.mutating == [] and desired(seeded) == 8
+
+
+def test_overlapping_ticks_act_once(seeded: Clients, store: SqliteStateStore) -> None:
+    """Two ticks racing on one group (two cron runs): one acts, the other is told to leave it."""
+    counter = CallCounter(seeded.autoscaling)
+    results = []
+    start = threading.Barrier(2)
+
+    def tick(owner: str) -> None:
+        start.wait()
+        results.append(run_tick(APPLY, seeded, store, now=TICK, environ={}, owner=owner))
+
+    threads = [threading.Thread(target=tick, args=(f"cron-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counter.count("SetDesiredCapacity") == 1
+    assert desired(seeded) == 12
+    statuses = sorted(
+        "applied" if g.action and g.action.result == "applied" else g.status
+        for r in results
+        for g in r.groups
+    )
+    assert statuses[0] == "applied"
+    assert statuses[1] in ("leased-elsewhere", "decided")  # lost the lease, or found the record
+
+
+def test_a_lease_held_by_a_live_tick_is_left_alone(
+    seeded: Clients, store: SqliteStateStore
+) -> None:
+    """While another owner's lease is valid the group is not touched; after its ttl it is."""
+    assert store.acquire_lease(GROUP.asg_name, "other", now=TICK, ttl=timedelta(minutes=5))
+    report = run_tick(APPLY, seeded, store, now=TICK, environ={}, owner="me")
+    assert report.groups[0].status == "leased-elsewhere" and desired(seeded) == 8
+    later = run_tick(APPLY, seeded, store, now=TICK + timedelta(minutes=6), environ={}, owner="me")
+    assert later.groups[0].status == "decided" and desired(seeded) == 12
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize(
+    ("service", "operation"),
+    [
+        ("autoscaling", "DescribeAutoScalingGroups"),
+        ("cloudwatch", "GetMetricData"),
+        ("autoscaling", "SetDesiredCapacity"),
+    ],
+)
+def test_every_aws_fault_is_recorded_and_the_tick_exits_failed(
+    seeded: Clients, store: SqliteStateStore, fault: str, service: str, operation: str
+) -> None:
+    """Throttling, 5xx, timeouts and access denied: the tick finishes and says it failed."""
+    heal = inject_fault(getattr(seeded, service), operation, fault)
+    report = run_tick(APPLY, seeded, store, now=TICK, environ={}, retry=FAST)
+    heal()
+    assert not report.ok
+    if operation == "SetDesiredCapacity":
+        (outcome,) = report.groups
+        assert outcome.action is not None
+        may_have_run = fault in ("read_timeout", "server_error")
+        assert outcome.action.result == ("unknown" if may_have_run else "failed")
+        assert store.audit(GROUP.asg_name)[-1].result == outcome.action.result
+    else:
+        (error,) = report.errors
+        assert error.group == GROUP.name and operation in error.error
+        assert error.retryable == (fault != "access_denied")
+    assert desired(seeded) == 8
+
+
+def test_a_stop_before_a_group_abandons_it_cleanly(
+    seeded: Clients, store: SqliteStateStore
+) -> None:
+    """SIGTERM before the group is decided: nothing is called or written, and the tick fails."""
+    stop = threading.Event()
+    stop.set()
+    counter = CallCounter(seeded.autoscaling)
+    report = run_tick(APPLY, seeded, store, now=TICK, environ={}, stop=stop)
+    assert [g.status for g in report.groups] == ["abandoned"]
+    assert not report.ok
+    assert counter.mutating == [] and store.audit(GROUP.asg_name) == []
+
+
+def test_run_and_history_commands(
+    seeded: Clients,
+    aws: LocalAws,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`scaler run --apply` acts and exits 0; `scaler history` shows the decision."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "groups:\n"
+        "  - name: crash-processor\n"
+        "    auto_scaling_group: crash-asg\n"
+        "    queue: crash-reports\n"
+        f"state:\n  path: {tmp_path / 'state.db'}\n"
+    )
+    # The CLI reads the clock; the seeded data ends at TICK, so make now be TICK's minute.
+    monkeypatch.setattr("scaler.cli.run.datetime", _FrozenClock)
+    endpoint = ["--endpoint-url", aws.endpoint_url]
+    assert main(["run", "--policy", str(policy), *endpoint]) == EXIT_OK
+    dry = capsys.readouterr().out
+    assert "(dry-run)" in dry and "would call SetDesiredCapacity" in dry and desired(seeded) == 8
+    assert main(["run", "--policy", str(policy), "--apply", *endpoint]) == EXIT_OK
+    assert "called SetDesiredCapacity" in capsys.readouterr().out and desired(seeded) == 12
+    assert main(["history", "--policy", str(policy)]) == EXIT_OK
+    history = capsys.readouterr().out
+    assert "outcome:dry-run" in history and "outcome:applied" in history
+    monkeypatch.setenv("SCALER_STATE", str(tmp_path / "elsewhere.db"))
+    assert main(["history", "--group", "crash-asg"]) == EXIT_OK
+    assert "no decisions recorded yet" in capsys.readouterr().out
+    assert main(["run", "--policy", str(policy), "--every", "soon", *endpoint]) == 2
+    assert main(["run", "--policy", str(tmp_path / "missing.yaml")]) == 2
+    ghost = tmp_path / "ghost.yaml"
+    ghost.write_text("groups:\n  - name: ghost\n")
+    assert main(["run", "--policy", str(ghost), *endpoint]) == EXIT_FAILED
+    assert "ghost: not evaluated" in capsys.readouterr().out
+
+
+class _FrozenClock:
+    """Stands in for datetime in scaler.cli.run: now() is the seeded tick."""
+
+    @staticmethod
+    def now(tz: object = None) -> object:
+        return TICK
