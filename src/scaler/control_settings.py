@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Literal
 
@@ -113,7 +114,7 @@ class TypeChangeSettings(_Strict):
     instance_warmup_seconds: int = Field(
         300,
         ge=0,
-        description="Instance refresh InstanceWarmup: wait after a new instance is in service (300).",
+        description="Instance refresh InstanceWarmup: seconds a new instance warms up (300).",
     )
     checkpoint_percentages: list[int] = Field(
         default_factory=lambda: [25, 50, 100],
@@ -134,7 +135,7 @@ class TypeChangeSettings(_Strict):
     )
     skip_matching: bool = Field(
         True,
-        description="Instance refresh SkipMatching: leave instances already of the new type (true).",
+        description="Instance refresh SkipMatching: keep instances already of the new type (true).",
     )
     allow_single_instance: bool = Field(
         False,
@@ -149,7 +150,7 @@ class TypeChangeSettings(_Strict):
     def _checkpoints(cls, value: list[int]) -> list[int]:
         if not value:
             raise ValueError("checkpoint_percentages needs at least one value, the last 100")
-        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(value)):
             raise ValueError(f"checkpoint_percentages {value} must be strictly increasing")
         if value[0] < 1 or value[-1] != 100:
             raise ValueError(f"checkpoint_percentages {value} must lie in 1..100 and end at 100")
