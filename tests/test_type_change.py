@@ -115,7 +115,7 @@ def test_policy_reads_a_type_change_block() -> None:
 
 def test_plan_names_the_exact_version_and_safe_preferences() -> None:
     """A clear plan makes two calls: a version based on the group's, and a refresh onto it."""
-    settings = TypeChangeSettings(apply=True, min_healthy_percentage=95, checkpoint_delay_seconds=60)
+    settings = TypeChangeSettings(apply=True, min_healthy_percentage=95, checkpoint_delay_seconds=6)
     decision = plan(state(), settings)
     assert decision.held_by == []
     create, start = decision.calls
@@ -217,7 +217,7 @@ def test_policy_kill_switch_counts_like_the_environment() -> None:
 
 
 def test_single_instance_when_allowed_still_says_outage() -> None:
-    """allow_single_instance lets a one-instance refresh through, and the plan says it is an outage."""
+    """allow_single_instance lets a one-instance refresh through, and the plan says: outage."""
     settings = TypeChangeSettings(apply=True, allow_single_instance=True)
     decision = plan(state(desired=1, in_service=1), settings)
     assert len(decision.calls) == 2
@@ -364,7 +364,7 @@ def test_the_source_reads_a_pinned_template_group_the_plan_accepts(
 
 
 def test_a_launch_configuration_group_is_held_by_no_launch_template(clients: Clients) -> None:
-    """A group on a launch configuration (read from moto) is never changed, and the note says why."""
+    """A group on a launch configuration (read from moto) is never changed; the note says why."""
     clients.autoscaling.create_launch_configuration(
         LaunchConfigurationName="old-lc", ImageId="ami-12c6146b", InstanceType=OLD
     )
@@ -511,7 +511,7 @@ def test_refresh_failure_is_recorded_with_the_version_left_behind(
     result: str,
     retryable: bool,
 ) -> None:
-    """A refused refresh says version 2 exists and no refresh ran; no answer may have started one."""
+    """A refused refresh says version 2 exists and no refresh ran; no answer may have run it."""
     group = read_group(clients)
     # The fault answers StartInstanceRefresh before it is sent, so moto's lack of it is moot.
     inject_fault(clients.autoscaling, "StartInstanceRefresh", fault)
@@ -573,12 +573,16 @@ def test_a_crash_mid_change_is_found_by_the_next_tick_and_not_repeated(
     later = NOW + timedelta(minutes=1)
     next_tick = "tick-2026-03-01T12:01:00Z"
     # The capacity actuator leaves a type change's intent to the type changer.
+    empty = GroupHistory(group=ASG)
     capacity = apply_rails(
-        3, group, GroupHistory(group=ASG), RAILS, now=later, data_complete=True, kill_switch_env=False
+        3, group, empty, RAILS, now=later, data_complete=True, kill_switch_env=False
     )
-    assert Actuator(clients.autoscaling, store, dry_run=True).act(
-        group, capacity, tick_id=next_tick, now=later
-    ).interrupted == []
+    assert (
+        Actuator(clients.autoscaling, store, dry_run=True)
+        .act(group, capacity, tick_id=next_tick, now=later)
+        .interrupted
+        == []
+    )
     ec2 = CallCounter(clients.ec2)
     result = changer.act(group, plan(group), tick_id=next_tick, now=later)
     assert [r.result for r in result.interrupted] == ["interrupted"]
