@@ -531,6 +531,57 @@ def test_refresh_failure_is_recorded_with_the_version_left_behind(
     assert store.audit(ASG)[-1] == outcome.outcome
 
 
+def test_a_later_tick_reuses_the_version_a_refused_refresh_left(
+    clients: Clients, template_id: str, store: SqliteStateStore
+) -> None:
+    """After a refused refresh, the next tick refreshes onto version 2 and makes no version 3."""
+    group = read_group(clients)
+    changer = TypeChanger(clients.autoscaling, clients.ec2, store, dry_run=False)
+    heal = inject_fault(clients.autoscaling, "StartInstanceRefresh", "access_denied")
+    first = changer.act(group, plan(group), tick_id=TICK, now=NOW)
+    heal()
+    assert (first.result, first.launch_template_version) == ("failed", 2)
+    ec2 = CallCounter(clients.ec2)
+    later = NOW + timedelta(minutes=1)
+    # moto's server has no StartInstanceRefresh: Stubber answers it and checks the version.
+    with Stubber(clients.autoscaling) as stub:
+        stub.add_response(
+            "start_instance_refresh",
+            {"InstanceRefreshId": "refresh-2"},
+            expected_params=expected_refresh(template_id, "2", APPLY),
+        )
+        second = changer.act(group, plan(group), tick_id="tick-2", now=later)
+    assert second.result == "applied", second.outcome.notes
+    assert (second.launch_template_version, second.instance_refresh_id) == (2, "refresh-2")
+    assert ec2.count("CreateLaunchTemplateVersion") == 0
+    assert [c.operation for c in second.calls] == ["StartInstanceRefresh"]
+    assert any("reusing launch template version 2" in n for n in second.outcome.notes)
+    assert set(versions(clients, template_id)) == {1, 2}
+
+
+def test_a_left_version_that_cannot_be_confirmed_is_not_reused(
+    clients: Clients, template_id: str, store: SqliteStateStore
+) -> None:
+    """If the left-behind version cannot be read back, the next tick makes a fresh one."""
+    group = read_group(clients)
+    changer = TypeChanger(clients.autoscaling, clients.ec2, store, dry_run=False)
+    heal = inject_fault(clients.autoscaling, "StartInstanceRefresh", "access_denied")
+    changer.act(group, plan(group), tick_id=TICK, now=NOW)
+    heal()
+    # moto's server lacks DeleteLaunchTemplateVersions: a refused read stands for a gone version.
+    inject_fault(clients.ec2, "DescribeLaunchTemplateVersions", "access_denied")
+    with Stubber(clients.autoscaling) as stub:  # moto's server has no StartInstanceRefresh
+        stub.add_response("start_instance_refresh", {"InstanceRefreshId": "refresh-3"})
+        second = changer.act(group, plan(group), tick_id="tick-2", now=NOW + timedelta(minutes=1))
+    assert second.result == "applied", second.outcome.notes
+    assert second.launch_template_version == 3
+    assert [c.operation for c in second.calls] == [
+        "CreateLaunchTemplateVersion",
+        "StartInstanceRefresh",
+    ]
+    assert not any("reusing" in n for n in second.outcome.notes)
+
+
 def test_version_failure_makes_no_refresh_call(
     clients: Clients, template_id: str, store: SqliteStateStore
 ) -> None:

@@ -26,6 +26,8 @@ __all__ = ["TypeChangeResult", "TypeChanger"]
 
 log = structlog.get_logger(__name__)
 # Rails that make no call but leave nothing undone: the result reads "unchanged", not "held".
+# How far back (audit records of the group) a version left by a failed refresh is looked for.
+_LOOKBACK = 50
 _BENIGN = frozenset({Rail.KILL_SWITCH, Rail.TYPE_CHANGE_DISABLED, Rail.SAME_TYPE})
 
 
@@ -137,28 +139,41 @@ class TypeChanger:
         return self._apply(outcome, interrupted)
 
     def _apply(self, outcome: AuditRecord, interrupted: list[AuditRecord]) -> TypeChangeResult:
-        """Intent, two calls, outcome: a crash between leaves an intent the next tick finds."""
+        """Intent, calls, outcome: a crash between leaves an intent the next tick finds."""
+        create, start = outcome.calls
+        source = str(create.params["SourceVersion"])
+        reused = self._left_behind(outcome, create)
+        if reused is not None:
+            note = (
+                f"reusing launch template version {reused}, made by an earlier tick whose "
+                "refresh never started"
+            )
+            planned = [_with_version(start, reused)]
+            outcome = outcome.model_copy(update={"calls": planned, "notes": [*outcome.notes, note]})
         intent = outcome.model_copy(update={"phase": "intent"})
         if not self._store.append_audit(intent):
             note = "another run of this tick wrote its intent first and owns the calls"
             held = outcome.model_copy(update={"result": "held", "notes": [*outcome.notes, note]})
             return TypeChangeResult(outcome=held, duplicate=True, recorded=False)
-        create, start = outcome.calls
-        try:
-            version = self._create_version(create)
-        except (ClientError, BotoCoreError) as exc:
-            final = self._failed(
-                outcome,
-                exc,
-                "CreateLaunchTemplateVersion",
-                "no launch template version may exist (no answer): check the template's versions"
-                if outcome_unknown(exc)
-                else "no launch template version was created and no refresh started",
-            )
-            # Nothing reached the group: no cooldown.
-            return self._record_after_calls(final, started=False, interrupted=interrupted)
+        if reused is not None:
+            version, calls = reused, []
+        else:
+            try:
+                version, calls = self._create_version(create), [create]
+            except (ClientError, BotoCoreError) as exc:
+                final = self._failed(
+                    outcome,
+                    exc,
+                    "CreateLaunchTemplateVersion",
+                    "a launch template version may exist (no answer): check the template"
+                    if outcome_unknown(exc)
+                    else "no launch template version was created and no refresh started",
+                )
+                # Nothing reached the group: no cooldown.
+                return self._record_after_calls(final, started=False, interrupted=interrupted)
         made = _with_version(start, version)
-        created = {"launch_template_version": version}
+        calls.append(made)
+        created = {"launch_template_version": version, "source_version": source}
         try:
             answer = self._autoscaling.start_instance_refresh(**_kwargs(made))
         except (ClientError, BotoCoreError) as exc:
@@ -168,10 +183,10 @@ class TypeChanger:
                 "and the refresh may have started (no answer): check DescribeInstanceRefreshes"
                 if unknown
                 else "but no instance refresh started: the group still launches its old "
-                "version; a later tick may reuse this version"
+                "version; a later tick reuses this version"
             )
             final = self._failed(outcome, exc, "StartInstanceRefresh", left)
-            final = final.model_copy(update={"calls": [create, made], "created": created})
+            final = final.model_copy(update={"calls": calls, "created": created})
             return self._record_after_calls(final, started=unknown, interrupted=interrupted)
         created["instance_refresh_id"] = answer["InstanceRefreshId"]
         log.info(
@@ -181,9 +196,43 @@ class TypeChanger:
             **created,
         )
         final = _finish(outcome, "applied", None, None).model_copy(
-            update={"calls": [create, made], "created": created}
+            update={"calls": calls, "created": created}
         )
         return self._record_after_calls(final, started=True, interrupted=interrupted)
+
+    def _left_behind(self, outcome: AuditRecord, create: AwsCall) -> str | None:
+        """A version a failed earlier change made from the same source for the same type."""
+        for record in reversed(self._store.audit(outcome.group, limit=_LOOKBACK)):
+            version = record.created.get("launch_template_version")
+            if record.action != "instance_type" or record.phase != "outcome" or version is None:
+                continue
+            same = (
+                record.result == "failed"
+                and "instance_refresh_id" not in record.created
+                and record.target_type == outcome.target_type
+                and record.created.get("source_version") == create.params["SourceVersion"]
+                and _template_of(record.calls[-1]) == _template_of(outcome.calls[-1])
+            )
+            return version if same and self._still_there(create, version) else None
+        return None
+
+    def _still_there(self, create: AwsCall, version: str) -> bool:
+        """True when the template still has `version`, with the type the change asks for."""
+        which: Any = {
+            k: v
+            for k, v in create.params.items()
+            if k in ("LaunchTemplateId", "LaunchTemplateName")
+        }
+        try:
+            answer = self._ec2.describe_launch_template_versions(Versions=[version], **which)
+        except (ClientError, BotoCoreError) as exc:
+            log.info("left_behind_version_unreadable", version=version, error=str(exc))
+            return False
+        found = answer.get("LaunchTemplateVersions", [])
+        wanted = create.params["LaunchTemplateData"]
+        return bool(found) and found[0].get("LaunchTemplateData", {}).get("InstanceType") == (
+            wanted.get("InstanceType") if isinstance(wanted, dict) else None
+        )
 
     def _create_version(self, call: AwsCall) -> str:
         """Make the launch template version; its number, as DesiredConfiguration wants it."""
@@ -244,6 +293,14 @@ class TypeChanger:
 def _kwargs(call: AwsCall) -> Any:
     """The recorded params as the boto3 call's keyword arguments: what is sent is what is logged."""
     return dict(call.params)
+
+
+def _template_of(start: AwsCall) -> Any:
+    """The template a StartInstanceRefresh names, without its version."""
+    params = start.model_dump()["params"]
+    template = dict(params.get("DesiredConfiguration", {}).get("LaunchTemplate", {}))
+    template.pop("Version", None)
+    return template
 
 
 def _with_version(call: AwsCall, version: str) -> AwsCall:
