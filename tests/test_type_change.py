@@ -18,13 +18,16 @@ from scaler.control import (
     NEW_VERSION,
     Actuator,
     AuditRecord,
+    DynamoStateStore,
     GroupHistory,
     Rail,
     RailSettings,
     SqliteStateStore,
+    StateStore,
     TypeChangeDecision,
     TypeChanger,
     apply_rails,
+    create_table,
     plan_type_change,
     type_change_tick_id,
 )
@@ -307,10 +310,15 @@ def template_id(clients: Clients) -> str:
     return template["LaunchTemplateId"]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
-    """A SQLite state store in a fresh file."""
-    s = SqliteStateStore(tmp_path / "state.db")
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clients: Clients) -> Iterator[StateStore]:
+    """Each state store: a fresh SQLite file, and a fresh DynamoDB table on moto."""
+    s: StateStore
+    if request.param == "sqlite":
+        s = SqliteStateStore(tmp_path / "state.db")
+    else:
+        create_table(clients.dynamodb, "scaler-state")
+        s = DynamoStateStore(clients.dynamodb, "scaler-state")
     yield s
     s.close()
 
@@ -388,7 +396,7 @@ def test_a_launch_configuration_group_is_held_by_no_launch_template(clients: Cli
 def test_dry_run_records_the_calls_and_makes_no_mutating_call(
     clients: Clients,
     template_id: str,
-    store: SqliteStateStore,
+    store: StateStore,
     dry_run: bool,
     settings: TypeChangeSettings,
     kill: bool,
@@ -413,7 +421,7 @@ def test_dry_run_records_the_calls_and_makes_no_mutating_call(
 
 
 def test_apply_creates_the_version_and_starts_the_exact_refresh(
-    clients: Clients, template_id: str, store: SqliteStateStore
+    clients: Clients, template_id: str, store: StateStore
 ) -> None:
     """Apply makes version 2 with NEW on moto, then a refresh naming version 2 with safe prefs."""
     group = read_group(clients)
@@ -454,7 +462,7 @@ def test_apply_creates_the_version_and_starts_the_exact_refresh(
 
 
 def test_rerunning_the_same_tick_makes_no_second_call(
-    clients: Clients, template_id: str, store: SqliteStateStore
+    clients: Clients, template_id: str, store: StateStore
 ) -> None:
     """A second act() for the same tick returns the first outcome and calls nothing."""
     group = read_group(clients)
@@ -473,7 +481,7 @@ def test_rerunning_the_same_tick_makes_no_second_call(
 
 
 def test_a_type_change_and_a_capacity_action_share_a_tick(
-    clients: Clients, template_id: str, store: SqliteStateStore
+    clients: Clients, template_id: str, store: StateStore
 ) -> None:
     """The same tick's capacity action is neither a duplicate of a type change nor held by it."""
     group = read_group(clients)
@@ -506,7 +514,7 @@ def test_a_type_change_and_a_capacity_action_share_a_tick(
 def test_refresh_failure_is_recorded_with_the_version_left_behind(
     clients: Clients,
     template_id: str,
-    store: SqliteStateStore,
+    store: StateStore,
     fault: str,
     result: str,
     retryable: bool,
@@ -532,7 +540,7 @@ def test_refresh_failure_is_recorded_with_the_version_left_behind(
 
 
 def test_a_later_tick_reuses_the_version_a_refused_refresh_left(
-    clients: Clients, template_id: str, store: SqliteStateStore
+    clients: Clients, template_id: str, store: StateStore
 ) -> None:
     """After a refused refresh, the next tick refreshes onto version 2 and makes no version 3."""
     group = read_group(clients)
@@ -560,7 +568,7 @@ def test_a_later_tick_reuses_the_version_a_refused_refresh_left(
 
 
 def test_a_left_version_that_cannot_be_confirmed_is_not_reused(
-    clients: Clients, template_id: str, store: SqliteStateStore
+    clients: Clients, template_id: str, store: StateStore
 ) -> None:
     """If the left-behind version cannot be read back, the next tick makes a fresh one."""
     group = read_group(clients)
@@ -583,7 +591,7 @@ def test_a_left_version_that_cannot_be_confirmed_is_not_reused(
 
 
 def test_version_failure_makes_no_refresh_call(
-    clients: Clients, template_id: str, store: SqliteStateStore
+    clients: Clients, template_id: str, store: StateStore
 ) -> None:
     """If CreateLaunchTemplateVersion is refused, StartInstanceRefresh is never sent."""
     group = read_group(clients)
@@ -598,7 +606,7 @@ def test_version_failure_makes_no_refresh_call(
 
 
 def test_a_plan_made_on_old_state_is_held(
-    clients: Clients, template_id: str, store: SqliteStateStore
+    clients: Clients, template_id: str, store: StateStore
 ) -> None:
     """If the group changed between plan and act, nothing is called: stale_decision."""
     decision = plan(read_group(clients))
@@ -612,7 +620,7 @@ def test_a_plan_made_on_old_state_is_held(
 
 
 def test_a_crash_mid_change_is_found_by_the_next_tick_and_not_repeated(
-    clients: Clients, template_id: str, store: SqliteStateStore
+    clients: Clients, template_id: str, store: StateStore
 ) -> None:
     """A crash after the version call leaves an intent; the next tick closes it and holds."""
     group = read_group(clients)
