@@ -292,7 +292,7 @@ class TypeChanger:
 
 def _kwargs(call: AwsCall) -> Any:
     """The recorded params as the boto3 call's keyword arguments: what is sent is what is logged."""
-    return dict(call.params)
+    return call.model_dump()["params"]  # a deep copy: botocore never touches the record
 
 
 def _template_of(start: AwsCall) -> Any:
@@ -323,14 +323,15 @@ def _held_here(
         return _hold(
             outcome, Rail.INTERRUPTED_ACTION, "an earlier type change was interrupted: no action"
         )
-    now_sees = (group.instance_type, group.launch_template, group.desired)
-    planned = (decision.current_type, decision.launch_template, decision.desired)
+    now_sees = (group.name, group.instance_type, group.launch_template, group.desired)
+    planned = (decision.group, decision.current_type, decision.launch_template, decision.desired)
     if now_sees != planned:
         return _hold(
             outcome,
             Rail.STALE_DECISION,
-            f"the plan assumed type {planned[0]}, template {planned[1]}, desired {planned[2]} "
-            f"but the group now has {now_sees[0]}, {now_sees[1]}, {now_sees[2]}: no action",
+            f"the plan assumed group {planned[0]}, type {planned[1]}, template {planned[2]}, "
+            f"desired {planned[3]}, but acting sees {now_sees[0]}, {now_sees[1]}, "
+            f"{now_sees[2]}, {now_sees[3]}: no action",
         )
     return None
 
