@@ -101,7 +101,14 @@ def inject_fault(client: Any, operation: str, fault: str) -> Callable[[], None]:
     def _respond(request: Any, **_: Any) -> AWSResponse:
         if fault == "read_timeout":
             raise ReadTimeoutError(endpoint_url=request.url)
-        if protocol == "query":
+        if protocol == "ec2":
+            status, code, message = _QUERY_ERRORS[fault]
+            body = (
+                f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>"
+                "</Error></Errors><RequestID>injected</RequestID></Response>"
+            ).encode()
+            headers = {"Content-Type": "text/xml"}
+        elif protocol == "query":
             status, code, message = _QUERY_ERRORS[fault]
             body = (
                 "<ErrorResponse><Error><Type>Sender</Type>"

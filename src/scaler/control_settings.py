@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["RailSettings", "StateSettings"]
+__all__ = ["RailSettings", "StateSettings", "TypeChangeSettings"]
 
 
 class _Strict(BaseModel):
@@ -88,3 +89,69 @@ class StateSettings(_Strict):
         if self.path is not None and self.dynamodb_table is not None:
             raise ValueError("give state.path or state.dynamodb_table, not both")
         return self
+
+
+class TypeChangeSettings(_Strict):
+    """How apply mode changes a group's instance type: a launch template version + refresh."""
+
+    apply: bool = Field(
+        False,
+        description=(
+            "Apply instance type changes in apply mode (default false: they are only recorded, as "
+            "in dry-run). Opt-in because a type alone rarely fixes an I/O bottleneck: an m5d type "
+            "only helps once the hot I/O moves to its local NVMe disk, an application change."
+        ),
+    )
+    min_healthy_percentage: int = Field(
+        90,
+        ge=0,
+        le=100,
+        description=(
+            "Instance refresh MinHealthyPercentage: share of desired capacity kept in service "
+            "while instances are replaced (default 90)."
+        ),
+    )
+    instance_warmup_seconds: int = Field(
+        300,
+        ge=0,
+        description="Instance refresh InstanceWarmup: seconds a new instance warms up (300).",
+    )
+    checkpoint_percentages: list[int] = Field(
+        default_factory=lambda: [25, 50, 100],
+        description=(
+            "Instance refresh CheckpointPercentages: pause after replacing this share of the "
+            "group; strictly increasing, the last one 100 (default [25, 50, 100])."
+        ),
+    )
+    checkpoint_delay_seconds: int = Field(
+        600,
+        ge=0,
+        le=172800,
+        description="Instance refresh CheckpointDelay: how long each checkpoint pauses (600).",
+    )
+    auto_rollback: bool = Field(
+        True,
+        description="Instance refresh AutoRollback: undo the change if the refresh fails (true).",
+    )
+    skip_matching: bool = Field(
+        True,
+        description="Instance refresh SkipMatching: keep instances already of the new type (true).",
+    )
+    allow_single_instance: bool = Field(
+        False,
+        description=(
+            "Refresh a group of one instance (default false): that replaces its only instance, "
+            "an outage while the new one starts."
+        ),
+    )
+
+    @field_validator("checkpoint_percentages")
+    @classmethod
+    def _checkpoints(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("checkpoint_percentages needs at least one value, the last 100")
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError(f"checkpoint_percentages {value} must be strictly increasing")
+        if value[0] < 1 or value[-1] != 100:
+            raise ValueError(f"checkpoint_percentages {value} must lie in 1..100 and end at 100")
+        return value

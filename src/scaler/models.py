@@ -100,6 +100,7 @@ class GroupState(_Frozen):
     in_service: int
     instance_type: str | None = None
     launch_template: dict[str, str] | None = None
+    mixed_instances: bool = False  # launch_template then comes from a MixedInstancesPolicy
     activities_in_progress: int = 0
     instance_refresh_in_progress: bool = False
 

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from scaler.capacity import CapacitySettings
-from scaler.control_settings import RailSettings, StateSettings
+from scaler.control_settings import RailSettings, StateSettings, TypeChangeSettings
 from scaler.errors import PolicyError
 from scaler.instances.alternatives import InstanceConstraints
 from scaler.instances.catalog import Catalog, bundled_catalog
@@ -90,6 +90,7 @@ class GroupPolicy(_Strict):
     )
     rules: RulesConfig = Field(default_factory=RulesConfig)  # type: ignore[valid-type]
     rails: RailSettings = Field(default_factory=RailSettings)
+    type_change: TypeChangeSettings = Field(default_factory=TypeChangeSettings)
     metrics: dict[str, MetricOverride] = Field(
         default_factory=dict,
         description="Per-signal CloudWatch metric overrides (namespace, dimensions, stat, ...).",

@@ -23,9 +23,19 @@ from scaler.control.state import (
 )
 from scaler.control.state_dynamo import DynamoStateStore, create_table
 from scaler.control.state_sqlite import SqliteStateStore
+from scaler.control.type_change import (
+    NEW_VERSION,
+    TypeChangeDecision,
+    create_version_call,
+    plan_type_change,
+    start_refresh_call,
+    type_change_tick_id,
+)
+from scaler.control.type_changer import TypeChanger, TypeChangeResult
 
 __all__ = [
     "KILL_SWITCH_ENV",
+    "NEW_VERSION",
     "STATE_ENV",
     "ActionResult",
     "Actuator",
@@ -40,14 +50,21 @@ __all__ = [
     "SqliteStateStore",
     "StateStore",
     "StateStoreError",
+    "TypeChangeDecision",
+    "TypeChangeResult",
+    "TypeChanger",
     "apply_rails",
     "classify_aws_error",
     "create_table",
+    "create_version_call",
     "dangling_intents",
     "default_state_path",
     "kill_switch_from_env",
     "make_tick_id",
     "open_store",
     "outcome_unknown",
+    "plan_type_change",
     "set_desired_capacity_call",
+    "start_refresh_call",
+    "type_change_tick_id",
 ]

@@ -118,9 +118,11 @@ class Actuator:
         ]
         if earlier:
             return ActionResult(outcome=earlier[-1], duplicate=True)
+        # Type changes close their own interrupted intents (control/type_change.py).
         interrupted = [
             self._close_interrupted(intent, group, outcome.at)
             for intent in store.open_intents(group.name)
+            if intent.action == "capacity"
         ]
         if same_tick := [r for r in interrupted if r.tick_id == outcome.tick_id]:
             # This very tick died mid-call before: its closed intent is its outcome.

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from scaler.models import EvidenceValue, format_time
 from scaler.signals import floor_minute
 
 __all__ = [
+    "Action",
     "AuditRecord",
     "AwsCall",
     "Mode",
@@ -21,6 +23,7 @@ __all__ = [
     "make_tick_id",
 ]
 
+Action = Literal["capacity", "instance_type"]
 Mode = Literal["dry-run", "apply"]
 Phase = Literal["intent", "outcome"]
 # applied: AWS accepted the call. dry-run: the call was only recorded. held: a rail stopped it.
@@ -29,7 +32,8 @@ Phase = Literal["intent", "outcome"]
 # outcome, written by the tick that found it.
 Result = Literal["applied", "dry-run", "held", "unchanged", "failed", "unknown", "interrupted"]
 
-CallParam = str | int | bool
+# JSON-like, so nested requests (StartInstanceRefresh's Preferences) are recorded exactly.
+CallParam = JsonValue
 
 
 class AwsCall(BaseModel):
@@ -62,14 +66,26 @@ class AuditRecord(BaseModel):
     result: Result | None = None
     error: str | None = None
     retryable: bool | None = None
+    # Optional with defaults, so records written before type changes existed still read.
+    action: Action = "capacity"
+    calls: list[AwsCall] = Field(
+        default_factory=list, description="The calls of a multi-call action (a type change)."
+    )
+    current_type: str | None = None
+    target_type: str | None = None
+    created: dict[str, str] = Field(
+        default_factory=dict,
+        description="What AWS created: launch_template_version, instance_refresh_id.",
+    )
 
     def summary(self) -> str:
         """One line for `scaler history`: time, tick, mode, phase, result, change, call, rails."""
-        change = (
-            f"{self.current}->{self.target}"
-            if self.target is not None
-            else f"{self.current} (proposal {self.proposal})"
-        )
+        if self.action == "instance_type":
+            change = f"type {self.current_type}->{self.target_type}"
+        elif self.target is not None:
+            change = f"{self.current}->{self.target}"
+        else:
+            change = f"{self.current} (proposal {self.proposal})"
         parts = [
             format_time(self.at),
             self.group,
@@ -78,14 +94,24 @@ class AuditRecord(BaseModel):
             self.phase if self.result is None else f"{self.phase}:{self.result}",
             change,
         ]
-        if self.call is not None:
-            args = ", ".join(f"{k}={v}" for k, v in self.call.params.items())
-            parts.append(f"{self.call.operation}({args})")
+        made = [self.call] if self.call is not None else []
+        for call in [*made, *self.calls]:
+            args = ", ".join(f"{k}={_shown(v)}" for k, v in call.params.items())
+            parts.append(f"{call.operation}({args})")
+        if self.created:
+            parts.append(", ".join(f"{k}={v}" for k, v in self.created.items()))
         if self.rails:
             parts.append("held by " + ", ".join(self.rails))
         if self.error:
             parts.append(f"error: {self.error}")
         return "  ".join(parts)
+
+
+def _shown(value: CallParam) -> str:
+    """Scalars as they are (as before), nested values as compact JSON."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
 
 
 def make_tick_id(now: datetime, prefix: str = "tick") -> str:

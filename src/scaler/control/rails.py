@@ -42,6 +42,12 @@ class Rail(StrEnum):
     # Applied by the actuator, which sees the group and the log at the moment of acting.
     INTERRUPTED_ACTION = "interrupted_action"
     STALE_DECISION = "stale_decision"
+    # Instance type changes only (control/type_change.py).
+    TYPE_CHANGE_DISABLED = "type_change_disabled"
+    SAME_TYPE = "same_type"
+    NO_LAUNCH_TEMPLATE = "no_launch_template"
+    UNPINNED_LAUNCH_TEMPLATE = "unpinned_launch_template"
+    SINGLE_INSTANCE = "single_instance"
 
 
 class RailDecision(BaseModel):

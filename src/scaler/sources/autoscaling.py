@@ -130,6 +130,7 @@ def _state(
         in_service=len(in_service),
         instance_type=instance_type,
         launch_template=template,
+        mixed_instances="MixedInstancesPolicy" in group,
         activities_in_progress=_activities(name, lookups) if include_activity else 0,
         instance_refresh_in_progress=_refreshing(name, lookups) if include_activity else False,
     )
