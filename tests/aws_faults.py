@@ -14,6 +14,7 @@ __all__ = [
     "MUTATING_AUTOSCALING",
     "CallCounter",
     "Crash",
+    "answer_instance_refresh",
     "crash_after",
     "inject_fault",
 ]
@@ -125,6 +126,32 @@ def inject_fault(client: Any, operation: str, fault: str) -> Callable[[], None]:
     event = f"before-send.{service}.{operation}"
     client.meta.events.register(event, _respond)
     return lambda: client.meta.events.unregister(event, _respond)
+
+
+def answer_instance_refresh(client: Any, refresh_id: str = "refresh-1") -> list[dict[str, Any]]:
+    """Answer StartInstanceRefresh (moto's server lacks it) and keep each request's parameters.
+
+    A before-call hook sees the parameters as botocore serializes them; a before-send hook
+    answers, so every other call on the client still goes to the moto server.
+    """
+    seen: list[dict[str, Any]] = []
+    events = client.meta.events
+
+    def keep(params: dict[str, Any], **_: Any) -> None:
+        seen.append(params)
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        body = (
+            "<StartInstanceRefreshResponse><StartInstanceRefreshResult>"
+            f"<InstanceRefreshId>{refresh_id}</InstanceRefreshId>"
+            "</StartInstanceRefreshResult><ResponseMetadata><RequestId>stub</RequestId>"
+            "</ResponseMetadata></StartInstanceRefreshResponse>"
+        ).encode()
+        return AWSResponse(request.url, 200, {"Content-Type": "text/xml"}, _Raw(body))
+
+    events.register("before-parameter-build.auto-scaling.StartInstanceRefresh", keep)
+    events.register("before-send.auto-scaling.StartInstanceRefresh", answer)
+    return seen
 
 
 def crash_after(client: Any, operation: str) -> Callable[[], None]:

@@ -11,13 +11,14 @@ import pytest
 
 from scaler.aws import Clients, RetryPolicy
 from scaler.cli import EXIT_FAILED, EXIT_OK, main
-from scaler.control import SqliteStateStore
+from scaler.control import AuditRecord, SqliteStateStore
+from scaler.control_settings import TypeChangeSettings
 from scaler.controller import run_tick
 from scaler.demo_seed import seed_local_aws
 from scaler.embedded import LocalAws
 from scaler.policy import GroupPolicy, Policy
 from scaler.sim import scenarios
-from tests.aws_faults import FAULTS, CallCounter, inject_fault
+from tests.aws_faults import FAULTS, CallCounter, answer_instance_refresh, inject_fault
 
 INCIDENT = scenarios.incident()
 ONSET = INCIDENT.throttle_onset
@@ -49,11 +50,33 @@ def seeded(clients: Clients) -> Clients:
 
 
 @pytest.fixture
+def pinned(clients: Clients) -> str:
+    """The incident on a group pinned to launch template version 1; returns the template id."""
+    length = int((TICK - INCIDENT.window.start).total_seconds() // 60) - 1
+    window = INCIDENT.window.head(length).model_copy(update={"group": GROUP.name})
+    seeded = seed_local_aws(
+        clients,
+        window,
+        asg_name=GROUP.asg_name,
+        queue_name=GROUP.queue_name,
+        max_size=40,
+        template_version="1",
+        now=TICK,
+    )
+    return seeded.launch_template_id
+
+
+@pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
     """A fresh SQLite state file."""
     s = SqliteStateStore(tmp_path / "state.db")
     yield s
     s.close()
+
+
+def capacity_records(store: SqliteStateStore) -> list[AuditRecord]:
+    """The group's audit records of capacity decisions (type changes are recorded apart)."""
+    return [r for r in store.audit(GROUP.asg_name) if r.action == "capacity"]
 
 
 def desired(clients: Clients) -> int:
@@ -76,7 +99,7 @@ def test_apply_raises_capacity_within_the_step_limit_and_audits_it(
     assert outcome.action is not None and outcome.action.result == "applied"
     assert "max_step" in outcome.action.outcome.rails
     assert desired(seeded) == 12
-    records = store.audit(GROUP.asg_name)
+    records = capacity_records(store)
     assert [(r.phase, r.result) for r in records] == [("intent", None), ("outcome", "applied")]
     assert "iowait_bound" in records[-1].evidence["findings"]  # type: ignore[operator]
 
@@ -181,7 +204,7 @@ def test_every_aws_fault_is_recorded_and_the_tick_exits_failed(
         assert outcome.action is not None
         may_have_run = fault in ("read_timeout", "server_error")
         assert outcome.action.result == ("unknown" if may_have_run else "failed")
-        assert store.audit(GROUP.asg_name)[-1].result == outcome.action.result
+        assert capacity_records(store)[-1].result == outcome.action.result
     else:
         (error,) = report.errors
         assert error.group == GROUP.name and operation in error.error
@@ -246,3 +269,48 @@ class _FrozenClock:
     @staticmethod
     def now(tz: object = None) -> object:
         return TICK
+
+
+# Capacity held at 8 (the policy's max), so the type change is the tick's only action.
+TYPED = GROUP.model_copy(update={"max_size": 8, "type_change": TypeChangeSettings(apply=True)})
+
+
+def test_apply_changes_the_type_by_a_new_version_and_an_instance_refresh(
+    clients: Clients, pinned: str, store: SqliteStateStore
+) -> None:
+    """The m5d.xlarge advice becomes launch template version 2 and a refresh naming exactly it."""
+    requests = answer_instance_refresh(clients.autoscaling)
+    report = run_tick(Policy(groups=[TYPED], mode="apply"), clients, store, now=TICK, environ={})
+    (outcome,) = report.groups
+    assert report.ok, outcome
+    assert outcome.type_change is not None and outcome.type_change.result == "applied"
+    assert outcome.type_change.launch_template_version == 2
+    (version,) = clients.ec2.describe_launch_template_versions(
+        LaunchTemplateId=pinned, Versions=["2"]
+    )["LaunchTemplateVersions"]
+    assert version["LaunchTemplateData"]["InstanceType"] == "m5d.xlarge"
+    (request,) = requests
+    assert request["DesiredConfiguration"] == {
+        "LaunchTemplate": {"LaunchTemplateId": pinned, "Version": "2"}
+    }
+    prefs = request["Preferences"]
+    assert prefs["MinHealthyPercentage"] == 90 and prefs["AutoRollback"] is True
+    assert prefs["InstanceWarmup"] > 0 and prefs["CheckpointPercentages"][-1] == 100
+
+
+def test_dry_run_type_change_only_records_the_calls(
+    clients: Clients, pinned: str, store: SqliteStateStore
+) -> None:
+    """Dry-run: no launch template version, no refresh; the audit names both calls."""
+    counter = CallCounter(clients.autoscaling)
+    ec2_calls = CallCounter(clients.ec2)
+    report = run_tick(Policy(groups=[TYPED]), clients, store, now=TICK, environ={})
+    (outcome,) = report.groups
+    assert outcome.type_change is not None and outcome.type_change.result == "dry-run"
+    assert [c.operation for c in outcome.type_change.calls] == [
+        "CreateLaunchTemplateVersion",
+        "StartInstanceRefresh",
+    ]
+    assert counter.mutating == [] and "CreateLaunchTemplateVersion" not in ec2_calls.calls
+    versions = clients.ec2.describe_launch_template_versions(LaunchTemplateId=pinned)
+    assert len(versions["LaunchTemplateVersions"]) == 1

@@ -27,9 +27,12 @@ from scaler.control import (
     Observation,
     RailDecision,
     StateStore,
+    TypeChanger,
+    TypeChangeResult,
     apply_rails,
     kill_switch_from_env,
     make_tick_id,
+    plan_type_change,
 )
 from scaler.errors import ScalerError
 from scaler.instances.catalog import Catalog
@@ -58,6 +61,9 @@ class GroupOutcome(BaseModel):
     advice: GroupAdvice
     decision: RailDecision | None = None
     action: ActionResult | None = None
+    type_change: TypeChangeResult | None = Field(
+        None, description="The instance type change, when the advice names another type."
+    )
     error: str | None = None
 
     @property
@@ -65,9 +71,8 @@ class GroupOutcome(BaseModel):
         """False when the group's job was not done: abandoned, failed, or an unrecorded action."""
         if self.status in ("failed", "abandoned"):
             return False
-        if self.action is None:
-            return True
-        return self.action.recorded and self.action.result not in ("failed", "unknown")
+        done = [a for a in (self.action, self.type_change) if a is not None]
+        return all(a.recorded and a.result not in ("failed", "unknown") for a in done)
 
 
 class TickReport(BaseModel):
@@ -118,6 +123,7 @@ def run_tick(
     tick_id = make_tick_id(now, prefix=mode)
     owner = owner or default_owner()
     actuator = Actuator(clients.autoscaling, store, dry_run=dry_run)
+    changer = TypeChanger(clients.autoscaling, clients.ec2, store, dry_run=dry_run)
     kill_env = kill_switch_from_env(env)
     tick = advise(policy, clients, now=now, catalog=catalog, retry=retry)
     outcomes: list[GroupOutcome] = []
@@ -133,6 +139,7 @@ def run_tick(
                 group_advice,
                 store,
                 actuator,
+                changer,
                 clients=clients,
                 now=now,
                 tick_id=tick_id,
@@ -152,6 +159,7 @@ def _decide(
     advice: GroupAdvice,
     store: StateStore,
     actuator: Actuator,
+    changer: TypeChanger,
     *,
     clients: Clients,
     now: datetime,
@@ -188,15 +196,29 @@ def _decide(
             state = advice.state
             if decision.changes and actuator.mode_for(decision) == "apply":
                 state = _fresh_state(clients, group, state, retry)
-            action = actuator.act(
-                state, decision, tick_id=tick_id, now=now, evidence=_evidence(advice)
-            )
+            evidence = _evidence(advice)
+            action = actuator.act(state, decision, tick_id=tick_id, now=now, evidence=evidence)
+            type_change = None
+            if advice.instance_type is not None:
+                # After the capacity action, so its cooldown (if it acted) holds the refresh.
+                plan = plan_type_change(
+                    state,
+                    advice.instance_type,
+                    group.type_change,
+                    now=now,
+                    kill_switch_env=kill_env,
+                    rails=group.rails,
+                    history=store.history(key, since=now - group.rails.stabilization_window),
+                    tick_id=tick_id,
+                )
+                type_change = changer.act(state, plan, tick_id=tick_id, now=now, evidence=evidence)
             return GroupOutcome(
                 group=group.name,
                 status="decided",
                 advice=advice,
                 decision=decision,
                 action=action,
+                type_change=type_change,
             )
     except ScalerError as exc:
         log.error("group_tick_failed", group=group.name, tick=tick_id, error=str(exc))

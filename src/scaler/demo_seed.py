@@ -52,6 +52,7 @@ def seed_local_aws(
     instance_type: str = "m5.xlarge",
     min_size: int = 0,
     max_size: int | None = None,
+    template_version: str = "$Default",
     now: datetime,
     metrics: Mapping[str, MetricSpec] | None = None,
 ) -> SeededGroup:
@@ -70,7 +71,10 @@ def seed_local_aws(
     desired = _last_count(window)
     clients.autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=asg_name,
-        LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": "$Default"},
+        LaunchTemplate={
+            "LaunchTemplateId": template["LaunchTemplateId"],
+            "Version": template_version,
+        },
         MinSize=min_size,
         MaxSize=max_size if max_size is not None else max(desired * 4, 10),
         DesiredCapacity=desired,

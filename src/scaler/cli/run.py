@@ -21,7 +21,7 @@ from types import FrameType
 
 from scaler.cli import EXIT_FAILED, EXIT_OK, commands
 from scaler.cli.advise import add_aws_arguments, clients_from
-from scaler.control import STATE_ENV, StateStore, open_store
+from scaler.control import STATE_ENV, AuditRecord, StateStore, open_store
 from scaler.control_settings import StateSettings
 from scaler.controller import GroupOutcome, TickReport, run_tick
 from scaler.errors import InputError
@@ -61,6 +61,21 @@ def _group_lines(outcome: GroupOutcome) -> list[str]:
         args = ", ".join(f"{k}={v}" for k, v in record.call.params.items())
         verb = "called" if record.result == "applied" else "would call"
         lines.append(f"    {verb} {record.call.operation}({args})")
+    if record.rails:
+        lines.append(f"    held by: {', '.join(record.rails)}")
+    lines += [f"    - {note}" for note in record.notes]
+    if record.error:
+        lines.append(f"    error: {record.error}")
+    if outcome.type_change is not None:
+        lines += _type_change_lines(outcome.type_change.outcome)
+    return lines
+
+
+def _type_change_lines(record: AuditRecord) -> list[str]:
+    lines = [f"    instance type {record.current_type} -> {record.target_type}: {record.result}"]
+    verb = "called" if record.result == "applied" else "would call"
+    for call in record.calls:
+        lines.append(f"    {verb} {call.operation}({json.dumps(call.params, sort_keys=True)})")
     if record.rails:
         lines.append(f"    held by: {', '.join(record.rails)}")
     lines += [f"    - {note}" for note in record.notes]
