@@ -6,8 +6,10 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from scaler.aws import Clients, RetryPolicy
 from scaler.cli import EXIT_FAILED, EXIT_OK, main
@@ -314,3 +316,30 @@ def test_dry_run_type_change_only_records_the_calls(
     assert counter.mutating == [] and "CreateLaunchTemplateVersion" not in ec2_calls.calls
     versions = clients.ec2.describe_launch_template_versions(LaunchTemplateId=pinned)
     assert len(versions["LaunchTemplateVersions"]) == 1
+
+
+def test_an_unreadable_answer_is_recorded_as_unknown_not_left_open(
+    seeded: Clients, store: SqliteStateStore
+) -> None:
+    """An HTML error page instead of XML (a proxy, a broken endpoint) closes the intent."""
+
+    def html_page(request: Any, **_: Any) -> AWSResponse:
+        body = b"<!doctype html><title>500 Internal Server Error</title>"
+        return AWSResponse(request.url, 500, {"Content-Type": "text/html"}, _Body(body))
+
+    seeded.autoscaling.meta.events.register(
+        "before-send.auto-scaling.SetDesiredCapacity", html_page
+    )
+    report = run_tick(APPLY, seeded, store, now=TICK, environ={}, retry=FAST)
+    (outcome,) = report.groups
+    assert outcome.action is not None and outcome.action.result == "unknown"
+    assert store.open_intents(GROUP.asg_name) == []
+    assert not report.ok
+
+
+class _Body:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body

@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from scaler.control.audit import AuditRecord, AwsCall, Mode, Result
-from scaler.control.calls import classify_aws_error, outcome_unknown
+from scaler.control.calls import AWS_CALL_ERRORS, classify_aws_error, outcome_unknown
 from scaler.control.rails import Rail, RailDecision
 from scaler.control.state import StateStore
 from scaler.errors import AwsCallError, RetryableAwsError, ScalerError
@@ -151,7 +150,7 @@ class Actuator:
                 DesiredCapacity=outcome.target,
                 HonorCooldown=bool(params["HonorCooldown"]),
             )
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_CALL_ERRORS as exc:
             error = classify_aws_error(exc, operation="SetDesiredCapacity")
             unknown = outcome_unknown(exc)
             final = _finish(

@@ -10,10 +10,15 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from scaler.errors import AwsCallError, RetryableAwsError
 
-__all__ = ["RETRYABLE_CODES", "classify_aws_error", "outcome_unknown"]
+__all__ = ["AWS_CALL_ERRORS", "RETRYABLE_CODES", "classify_aws_error", "outcome_unknown"]
+
+#: What a boto3 call can raise; ResponseParserError (an unreadable answer, such as an HTML
+#: error page) is neither a ClientError nor a BotoCoreError.
+AWS_CALL_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
 
 RETRYABLE_CODES = frozenset(
     {
@@ -53,12 +58,14 @@ def classify_aws_error(exc: Exception, *, operation: str) -> AwsCallError:
         if isinstance(exc, ConnectionClosedError):
             return RetryableAwsError(text)
         return AwsCallError(text)
+    if isinstance(exc, ResponseParserError):
+        return RetryableAwsError(f"{operation}: unreadable answer from AWS: {exc}")
     return AwsCallError(f"{operation}: {type(exc).__name__}: {exc}")
 
 
 def outcome_unknown(exc: Exception) -> bool:
     """True when the request may have reached AWS and run: no answer, or a 5xx mid-flight."""
-    if isinstance(exc, ReadTimeoutError | ConnectionClosedError):
+    if isinstance(exc, ReadTimeoutError | ConnectionClosedError | ResponseParserError):
         return True
     if isinstance(exc, ClientError):
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)

@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from scaler.control.audit import AuditRecord, AwsCall, Mode, Result
-from scaler.control.calls import classify_aws_error, outcome_unknown
+from scaler.control.calls import AWS_CALL_ERRORS, classify_aws_error, outcome_unknown
 from scaler.control.rails import Rail
 from scaler.control.state import StateStore
 from scaler.control.type_change import TypeChangeDecision, type_change_tick_id
@@ -160,7 +159,7 @@ class TypeChanger:
         else:
             try:
                 version, calls = self._create_version(create), [create]
-            except (ClientError, BotoCoreError) as exc:
+            except AWS_CALL_ERRORS as exc:
                 final = self._failed(
                     outcome,
                     exc,
@@ -176,7 +175,7 @@ class TypeChanger:
         created = {"launch_template_version": version, "source_version": source}
         try:
             answer = self._autoscaling.start_instance_refresh(**_kwargs(made))
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_CALL_ERRORS as exc:
             unknown = outcome_unknown(exc)
             new_type = outcome.target_type
             left = f"launch template version {version} ({new_type}) exists, " + (
@@ -225,7 +224,7 @@ class TypeChanger:
         }
         try:
             answer = self._ec2.describe_launch_template_versions(Versions=[version], **which)
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_CALL_ERRORS as exc:
             log.info("left_behind_version_unreadable", version=version, error=str(exc))
             return False
         found = answer.get("LaunchTemplateVersions", [])
@@ -240,7 +239,7 @@ class TypeChanger:
         return str(answer["LaunchTemplateVersion"]["VersionNumber"])
 
     def _failed(
-        self, outcome: AuditRecord, exc: ClientError | BotoCoreError, operation: str, left: str
+        self, outcome: AuditRecord, exc: Exception, operation: str, left: str
     ) -> AuditRecord:
         error = classify_aws_error(exc, operation=operation)
         result: Result = "unknown" if outcome_unknown(exc) else "failed"
