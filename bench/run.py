@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.live_tick import live_tick_figures
 from scaler.backtest import Overrides, evaluate_windows, run_backtest
 from scaler.logs import configure_logging
 from scaler.policy import default_policy
@@ -67,8 +68,8 @@ def main() -> int:
     """Print every figure group."""
     configure_logging("warning")
     print(f"scaler bench (python {sys.version.split()[0]})")
-    for line in backtest_figures():
-        print(line)
+    for line in [*backtest_figures(), *live_tick_figures()]:
+        print(line, flush=True)
     return 0
 
 

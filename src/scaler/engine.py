@@ -27,6 +27,8 @@ log = structlog.get_logger(__name__)
 
 
 ALTERNATIVES_SHOWN = 5  # the comparison table's rows, besides "more of the same"
+#: The ranking measures demand over the minutes before the advice, as a 3-hour live tick sees.
+RANKING_LOOKBACK_MINUTES = 180
 
 
 @dataclass(frozen=True)
@@ -62,20 +64,30 @@ class Evaluation:
     def _opinions_at(self, i: int) -> list[_Opinionated]:
         return [o for o in self.opinions if o.first <= i <= o.last]
 
-    def recommendation_at(self, i: int) -> Recommendation:
-        """The advice at minute `i`: capacity, any instance-type opinion, and why."""
+    def _bound_at(self, i: int) -> State | None:
+        return next((o.bound for o in self._opinions_at(i) if o.bound), None)
+
+    def recommendation_at(self, i: int, *, rank: bool = True) -> Recommendation:
+        """The advice at minute `i`: capacity, any instance-type opinion, and why.
+
+        With `rank`, a fleet bound by I/O, CPU or memory also gets its ranked alternatives.
+        """
         decision = self.plan.at(i)
-        active = self._opinions_at(i)
-        typed = [o.opinion for o in active if o.opinion and o.opinion.instance_type]
+        typed = [
+            (o.kind, o.opinion)
+            for o in self._opinions_at(i)
+            if o.opinion and o.opinion.instance_type
+        ]
         reason = decision.reason
         if typed:
-            reason += f" Instance type ({active[0].kind}): {typed[0].reason}"
-        bound = next((o.bound for o in active if o.bound), None)
+            kind, opinion = typed[0]
+            reason += f" Instance type ({kind}): {opinion.reason}"
+        bound = self._bound_at(i) if rank else None
         return Recommendation(
             at=self.window.time_at(i),
             group=self.window.group,
             desired_capacity=decision.desired,
-            instance_type=typed[0].instance_type if typed else None,
+            instance_type=typed[0][1].instance_type if typed else None,
             reason=reason,
             current_capacity=decision.current,
             evidence=decision.evidence(),
@@ -86,7 +98,8 @@ class Evaluation:
         """Other instance types for a fleet bound by `bound`, ranked on minute `i`'s demand."""
         if self.instance is None or self.catalog is None:
             return []
-        demand = demand_from_window(self.window.head(i + 1), self.instance)
+        seen = self.window.slice(i + 1 - RANKING_LOOKBACK_MINUTES, i + 1)
+        demand = demand_from_window(seen, self.instance)
         if demand is None:
             return []
         return rank_alternatives(
@@ -122,7 +135,8 @@ class Evaluation:
         "hold" counts once it has held for the stabilization window (no flapping at the band's
         edge); and advice moving on in the same direction is repeated at most every
         `measure_minutes` (a ramp is one story, not one line a minute). A new instance-type
-        opinion is always new advice.
+        opinion is always new advice. Alternatives are ranked where the bounding resource or
+        the type opinion changes, not repeated on every step of a ramp.
         """
         plan, n = self.plan, self.window.length
         desired, current = plan.desired.tolist(), plan.current.tolist()
@@ -132,7 +146,7 @@ class Evaluation:
         for o in reversed(self.opinions):  # Earlier-registered rules win where they overlap.
             if o.opinion and o.opinion.instance_type:
                 type_at[o.first : o.last + 1] = [o.opinion.instance_type] * (o.last - o.first + 1)
-        out: list[Recommendation] = []
+        picked: list[int] = []
         last: tuple[int | None, str | None] = (None, None)
         last_at, holding = -pace, 0
         for i in range(n):
@@ -140,7 +154,7 @@ class Evaluation:
                 # No capacity opinion here; a new instance-type opinion is still news.
                 if type_at[i] != last[1]:
                     last, last_at = (None, type_at[i]), i
-                    out.append(self.recommendation_at(i))
+                    picked.append(i)
                 continue
             change = None if desired[i] == current[i] else int(desired[i])
             holding = holding + 1 if change is None else 0
@@ -153,7 +167,13 @@ class Evaluation:
                 if change is not None and last[0] is not None and i - last_at < pace:
                     continue
             last, last_at = key, i
-            out.append(self.recommendation_at(i))
+            picked.append(i)
+        out: list[Recommendation] = []
+        shown: tuple[State | None, str | None] = (None, None)
+        for i in picked:
+            story = (self._bound_at(i), type_at[i])
+            out.append(self.recommendation_at(i, rank=story != shown))
+            shown = story
         out.extend(self.mitigations())
         return sorted(out, key=lambda r: r.at)
 

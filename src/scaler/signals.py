@@ -150,23 +150,21 @@ class Window(BaseModel):
         """The signals in `signals` that this window lacks or holds only NaN for."""
         return [s for s in signals if s not in self.series or bool(np.isnan(self.series[s]).all())]
 
-    def head(self, minutes: int) -> Window:
-        """The first `minutes` minutes of this window."""
-        keep = min(max(minutes, 0), self.length)
+    def slice(self, first: int, stop: int) -> Window:
+        """Minutes `first` up to (not including) `stop`, clipped to the window."""
+        first = min(max(first, 0), self.length)
+        stop = min(max(stop, first), self.length)
         return Window(
             group=self.group,
-            start=self.start,
-            length=keep,
-            series={k: v[:keep] for k, v in self.series.items()},
+            start=self.time_at(first),
+            length=stop - first,
+            series={k: v[first:stop] for k, v in self.series.items()},
         )
+
+    def head(self, minutes: int) -> Window:
+        """The first `minutes` minutes of this window."""
+        return self.slice(0, minutes)
 
     def tail(self, minutes: int) -> Window:
         """The last `minutes` minutes of this window."""
-        keep = min(max(minutes, 0), self.length)
-        cut = self.length - keep
-        return Window(
-            group=self.group,
-            start=self.time_at(cut),
-            length=keep,
-            series={k: v[cut:] for k, v in self.series.items()},
-        )
+        return self.slice(self.length - max(minutes, 0), self.length)
