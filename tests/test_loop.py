@@ -118,10 +118,10 @@ def test_sigterm_stops_a_running_loop_cleanly(aws: LocalAws, tmp_path: Path) -> 
         first = process.stdout.readline()  # one tick has run: the loop is live
         assert '"tick_id"' in first
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        _, stderr = process.communicate(timeout=60)  # drains the pipes while it stops
     finally:
         process.kill()
-    assert process.returncode == 0
+    assert process.returncode == 0, stderr
     store = SqliteStateStore(state)
     try:
         assert store.open_intents("nothing-here") == []
