@@ -9,6 +9,7 @@ import pytest
 from scaler.errors import PolicyError
 from scaler.policy import GroupPolicy, load_policy, parse_policy, policy_schema
 from scaler.rules import rules
+from scaler.sources.metric_map import resolve_metrics
 
 POLICIES = Path(__file__).parent.parent / "policies"
 
@@ -110,3 +111,26 @@ def test_disabled_rule_is_not_run() -> None:
     names = [r.name for r in policy.groups[0].enabled_rules()]
     assert "cpu_bound" not in names
     assert "iowait_bound" in names
+
+
+def test_metric_overrides_as_the_readme_shows_them() -> None:
+    """A custom CPU dimension, an own work_latency metric and 5-minute EBS sums all validate."""
+    policy = parse_policy(
+        "groups:\n"
+        "  - name: g\n"
+        "    metrics:\n"
+        "      cpu_user: {extra_dimensions: {cpu: cpu-total}}\n"
+        "      work_latency:\n"
+        "        {namespace: CrashProcessor, metric_name: SecondsPerReport, stat: p50}\n"
+        "      ebs_read_bytes: {period_s: 300, scale: 0.2}\n"
+    )
+    table = resolve_metrics(policy.groups[0].metrics)
+    assert ("cpu", "cpu-total") in table["cpu_user"].dimensions
+    assert table["work_latency"].metric_name == "SecondsPerReport"
+    assert table["ebs_read_bytes"].period_s == 300
+
+
+def test_work_latency_without_its_metric_is_an_error_naming_it() -> None:
+    """The application's own metric has no default: leaving out its name says so."""
+    with pytest.raises(PolicyError, match="work_latency"):
+        parse_policy("groups:\n  - name: g\n    metrics:\n      work_latency: {stat: p50}\n")

@@ -27,7 +27,7 @@ from scaler.instances.alternatives import InstanceConstraints
 from scaler.instances.catalog import Catalog, bundled_catalog
 from scaler.rules import rules
 from scaler.rules.base import Rule, RuleContext
-from scaler.sources.metric_map import MetricOverride, resolve_metrics
+from scaler.sources.metric_map import MetricOverride, check_signal_names, resolve_metrics
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -100,7 +100,7 @@ class GroupPolicy(_Strict):
     @classmethod
     def _known_signals(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            resolve_metrics({k: MetricOverride() for k in value})  # names bad keys, valid ones
+            check_signal_names(value)  # before the overrides' own fields are validated
         return value
 
     @field_validator("metrics")

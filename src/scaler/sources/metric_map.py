@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = [
     "Dimensions",
     "MetricOverride",
     "MetricSpec",
+    "check_signal_names",
     "resolve_metrics",
 ]
 
@@ -203,6 +204,14 @@ DEFAULT_METRICS: Mapping[Signal, MetricSpec] = MappingProxyType(
 _OWN_METRIC_BASE: dict[str, Any] = {"dimensions": _ASG, "stat": "Average"}
 
 
+def check_signal_names(names: Iterable[str]) -> None:
+    """Raise ValueError naming every name that is not a signal, and listing the valid ones."""
+    valid = [s.value for s in Signal]
+    unknown = sorted(set(names) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown signal(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+
+
 def resolve_metrics(overrides: Mapping[str, MetricOverride] | None = None) -> dict[str, MetricSpec]:
     """The table with `overrides` applied: signal name -> spec, for every signal to fetch.
 
@@ -210,10 +219,7 @@ def resolve_metrics(overrides: Mapping[str, MetricOverride] | None = None) -> di
     override of a signal without a default (work_latency) that lacks namespace or metric_name.
     """
     overrides = overrides or {}
-    valid = [s.value for s in Signal]
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown signal(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+    check_signal_names(overrides)
     out: dict[str, MetricSpec] = {}
     for signal in Signal:
         override = overrides.get(signal.value)
