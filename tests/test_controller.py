@@ -189,6 +189,9 @@ def test_a_lease_held_by_a_live_tick_is_left_alone(
     ("service", "operation"),
     [
         ("autoscaling", "DescribeAutoScalingGroups"),
+        ("autoscaling", "DescribeScalingActivities"),
+        ("autoscaling", "DescribeInstanceRefreshes"),
+        ("ec2", "DescribeLaunchTemplateVersions"),
         ("cloudwatch", "GetMetricData"),
         ("autoscaling", "SetDesiredCapacity"),
     ],

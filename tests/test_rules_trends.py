@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from scaler.backtest import Overrides, run_backtest
+from scaler.cli import EXIT_OK, main
 from scaler.models import Advice
 from scaler.policy import default_policy
 from scaler.rules.base import RuleContext
@@ -13,6 +18,7 @@ from scaler.rules.latency import LatencyGrowth
 from scaler.rules.memory import MemoryLeak, MemoryPressure
 from scaler.signals import Window
 from scaler.sim import scenarios
+from scaler.sim.replay_csv import write_replay
 from scaler.trend import theil_sen
 from tests import trend_traces
 from tests.helpers import window_of
@@ -163,3 +169,40 @@ def test_trend_rules_are_causal() -> None:
             series={k: v[:cut] for k, v in window.series.items()},
         )
         assert (MemoryLeak().evaluate(head, CTX).active == full[:cut]).all()
+
+
+@pytest.mark.parametrize(
+    ("make", "kind", "fields"),
+    [
+        (trend_traces.leak, "memory_leak", {"slope_pct_per_hour", "hours_to_exhaustion"}),
+        (trend_traces.latency, "latency_growth", {"first_s", "last_s", "growth_ratio"}),
+    ],
+)
+def test_backtest_command_reports_the_trend_with_signals_md_evidence(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    make: Callable[[], Window],
+    kind: str,
+    fields: set[str],
+) -> None:
+    """`scaler backtest --format json` on a trace: the kind, its contract fields, a mitigation."""
+    path = tmp_path / f"{kind}.csv"
+    with path.open("w") as stream:
+        write_replay([make()], stream)
+    assert main(["backtest", str(path), "--format", "json"]) == EXIT_OK
+    advice = json.loads(capsys.readouterr().out)
+    (finding,) = [f for f in advice["findings"] if f["kind"] == kind]
+    assert fields <= set(finding["evidence"])
+    assert any(r["reason"].startswith("Mitigation, not a fix") for r in advice["recommendations"])
+
+
+def test_backtest_command_finds_nothing_on_the_flat_control(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Flat memory with two-minute spikes, through the command line: no trend finding."""
+    path = tmp_path / "control.csv"
+    with path.open("w") as stream:
+        write_replay([trend_traces.spikes()], stream)
+    assert main(["backtest", str(path), "--format", "json"]) == EXIT_OK
+    kinds = {f["kind"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert not kinds & {"memory_leak", "memory_pressure", "latency_growth"}
