@@ -61,14 +61,17 @@ def _group_lines(outcome: GroupOutcome) -> list[str]:
         args = ", ".join(f"{k}={v}" for k, v in record.call.params.items())
         verb = "called" if record.result == "applied" else "would call"
         lines.append(f"    {verb} {record.call.operation}({args})")
-    if record.rails:
-        lines.append(f"    held by: {', '.join(record.rails)}")
-    lines += [f"    - {note}" for note in record.notes]
-    if record.error:
-        lines.append(f"    error: {record.error}")
+    lines += _why(record)
     if outcome.type_change is not None:
         lines += _type_change_lines(outcome.type_change.outcome)
     return lines
+
+
+def _why(record: AuditRecord) -> list[str]:
+    """The rails that held, the notes and any error of one audit record."""
+    lines = [f"    held by: {', '.join(record.rails)}"] if record.rails else []
+    lines += [f"    - {note}" for note in record.notes]
+    return lines + ([f"    error: {record.error}"] if record.error else [])
 
 
 def _type_change_lines(record: AuditRecord) -> list[str]:
@@ -76,12 +79,7 @@ def _type_change_lines(record: AuditRecord) -> list[str]:
     verb = "called" if record.result == "applied" else "would call"
     for call in record.calls:
         lines.append(f"    {verb} {call.operation}({json.dumps(call.params, sort_keys=True)})")
-    if record.rails:
-        lines.append(f"    held by: {', '.join(record.rails)}")
-    lines += [f"    - {note}" for note in record.notes]
-    if record.error:
-        lines.append(f"    error: {record.error}")
-    return lines
+    return lines + _why(record)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scaler.control.audit import AuditRecord, AwsCall, Mode, Result
 from scaler.control.calls import AWS_CALL_ERRORS, classify_aws_error, outcome_unknown
 from scaler.control.rails import Rail, RailDecision
-from scaler.control.state import StateStore
+from scaler.control.state import StateStore, record_outcome
 from scaler.errors import AwsCallError, RetryableAwsError, ScalerError
 from scaler.models import EvidenceValue, GroupState, format_time
 
@@ -170,16 +170,9 @@ class Actuator:
         self, final: AuditRecord, *, started: bool, interrupted: list[AuditRecord]
     ) -> ActionResult:
         """Record what the call did; if the store fails now the intent stays open for next tick."""
-        try:
-            if started:
-                assert final.target is not None
-                self._store.record_action(final.group, at=final.at, target=final.target)
-            recorded = self._store.append_audit(final)
-        except ScalerError as exc:
-            log.error("outcome_not_recorded", group=final.group, tick=final.tick_id, error=str(exc))
-            note = f"outcome not recorded ({exc}); the next tick will find the open intent"
-            final = final.model_copy(update={"notes": [*final.notes, note]})
-            recorded = False
+        final, recorded = record_outcome(
+            self._store, final, action_target=final.target if started else None
+        )
         return ActionResult(outcome=final, recorded=recorded, interrupted=interrupted)
 
     def _close_interrupted(

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import structlog
+
 from scaler.control.audit import AuditRecord
 from scaler.control.history import GroupHistory, Observation
 from scaler.control_settings import StateSettings
@@ -16,6 +18,8 @@ from scaler.errors import InputError, ScalerError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+log = structlog.get_logger(__name__)
 
 __all__ = [
     "DYNAMODB_SCHEME",
@@ -26,6 +30,7 @@ __all__ = [
     "StateStoreError",
     "default_state_path",
     "open_store",
+    "record_outcome",
 ]
 
 STATE_ENV = "SCALER_STATE"
@@ -110,6 +115,25 @@ class LeaseMixin:
         finally:
             if held:
                 self.release_lease(group, owner)
+
+
+def record_outcome(
+    store: StateStore, final: AuditRecord, *, action_target: int | None
+) -> tuple[AuditRecord, bool]:
+    """Write an outcome after an AWS call: the action (if one started) then the record.
+
+    `action_target` is the desired capacity an action that ran, or may have run, left the group
+    at (it starts the cooldown); None when nothing started. If the store fails now, the outcome
+    says so and the intent stays open for the next tick to find. Returns (outcome, recorded).
+    """
+    try:
+        if action_target is not None:
+            store.record_action(final.group, at=final.at, target=action_target)
+        return final, store.append_audit(final)
+    except ScalerError as exc:
+        log.error("outcome_not_recorded", group=final.group, tick=final.tick_id, error=str(exc))
+        note = f"outcome not recorded ({exc}); the next tick will find the open intent"
+        return final.model_copy(update={"notes": [*final.notes, note]}), False
 
 
 def default_state_path(environ: Mapping[str, str]) -> Path:
