@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -102,11 +103,15 @@ class Catalog:
         """Facts for a type, or an InputError naming the type and the catalog's date."""
         facts = self.get(instance_type)
         if facts is None:
+            close = difflib.get_close_matches(instance_type, self._types, n=5, cutoff=0.6)
+            hint = (
+                f"did you mean {', '.join(close)}?"
+                if close
+                else f"known types include {', '.join(sorted(self._types)[:12])};"
+            )
             raise InputError(
                 f"instance type {instance_type!r} is not in the instance catalog "
-                f"(taken {self.taken}); known types include "
-                f"{', '.join(sorted(self._types)[:12])}; "
-                "`scaler catalog refresh` fetches every type from EC2"
+                f"(taken {self.taken}); {hint} `scaler catalog refresh` fetches every type from EC2"
             )
         return facts
 
