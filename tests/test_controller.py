@@ -210,6 +210,10 @@ def test_every_aws_fault_is_recorded_and_the_tick_exits_failed(
         may_have_run = fault in ("read_timeout", "server_error")
         assert outcome.action.result == ("unknown" if may_have_run else "failed")
         assert capacity_records(store)[-1].result == outcome.action.result
+    elif operation in ("DescribeScalingActivities", "DescribeInstanceRefreshes"):
+        # Read only before acting: the group's decision fails, nothing is called.
+        (outcome,) = report.groups
+        assert outcome.status == "failed" and outcome.error and operation in outcome.error
     else:
         (error,) = report.errors
         assert error.group == GROUP.name and operation in error.error
@@ -346,3 +350,30 @@ class _Body:
 
     def stream(self, **_: Any) -> Iterator[bytes]:
         yield self._body
+
+
+def test_activities_are_read_only_for_a_group_about_to_change(
+    seeded: Clients, store: SqliteStateStore
+) -> None:
+    """A group with nothing to do costs no activity or refresh calls; one about to change does."""
+    counter = CallCounter(seeded.autoscaling)
+    run_tick(APPLY, seeded, store, now=TICK, environ={})
+    assert counter.count("DescribeScalingActivities") == 1  # read once, before acting
+    quiet = {"enabled": False}  # no instance-type opinion either
+    held_at_max = Policy(
+        mode="apply",
+        groups=[
+            GroupPolicy.model_validate(
+                {
+                    **GROUP.model_dump(include={"name", "auto_scaling_group", "queue"}),
+                    "max_size": 12,
+                    "rules": {"iowait_bound": quiet, "ebs_burst_exhaustion": quiet},
+                }
+            )
+        ],
+    )
+    calls_before = len(counter.calls)
+    later = TICK + timedelta(minutes=10)
+    report = run_tick(held_at_max, seeded, store, now=later, environ={})
+    assert report.groups[0].decision is not None and not report.groups[0].decision.changes
+    assert "DescribeScalingActivities" not in counter.calls[calls_before:]

@@ -345,6 +345,7 @@ def test_kill_switch_env_values(value: str | None, on: bool) -> None:
     [
         ({"instance_refresh_in_progress": True}, Rail.INSTANCE_REFRESH),
         ({"activities_in_progress": 2}, Rail.SCALING_ACTIVITY),
+        ({"activity_checked": False}, Rail.SCALING_ACTIVITY),  # not read: never assumed idle
     ],
 )
 def test_running_activity_blocks_any_action(extra: dict[str, object], rail: Rail) -> None:

@@ -182,20 +182,25 @@ def _decide(
                 Observation(at=now, proposal=advice.proposal, data_complete=advice.data_complete),
             )
             history = store.history(key, since=now - group.rails.stabilization_window)
-            decision = apply_rails(
-                advice.proposal,
-                advice.state,
-                history,
-                group.rails,
-                now=now,
-                data_complete=advice.data_complete,
-                kill_switch_env=kill_env,
-                policy_min=group.min_size,
-                policy_max=group.max_size,
-            )
+
+            def decide(state: GroupState) -> RailDecision:
+                return apply_rails(
+                    advice.proposal,
+                    state,
+                    history,
+                    group.rails,
+                    now=now,
+                    data_complete=advice.data_complete,
+                    kill_switch_env=kill_env,
+                    policy_min=group.min_size,
+                    policy_max=group.max_size,
+                )
+
             state = advice.state
-            if decision.changes and actuator.mode_for(decision) == "apply":
-                state = _fresh_state(clients, group, state, retry)
+            decision = decide(state)
+            if decision.changes or advice.instance_type is not None:
+                state = _state_before_acting(clients, group, retry)
+                decision = decide(state)
             evidence = _evidence(advice)
             action = actuator.act(state, decision, tick_id=tick_id, now=now, evidence=evidence)
             type_change = None
@@ -225,16 +230,18 @@ def _decide(
         return GroupOutcome(group=group.name, status="failed", advice=advice, error=str(exc))
 
 
-def _fresh_state(
-    clients: Clients, group: GroupPolicy, read: GroupState, retry: RetryPolicy
-) -> GroupState:
-    """The group as it is just before acting, so a change made meanwhile is never overrun."""
+def _state_before_acting(clients: Clients, group: GroupPolicy, retry: RetryPolicy) -> GroupState:
+    """The group now, with its scaling activities and instance refreshes, for the rails.
+
+    Read only for a group about to change (two calls more than advice needs), and read again
+    rather than reused, so a change made since the tick began is never overrun.
+    """
     again = read_group_states(
-        clients.autoscaling, clients.ec2, [group.asg_name], include_activity=False, retry=retry
+        clients.autoscaling, clients.ec2, [group.asg_name], include_activity=True, retry=retry
     )[group.asg_name]
     if isinstance(again, GroupError):
         raise ScalerError(f"re-reading group {group.asg_name!r} before acting: {again.error}")
-    return read.model_copy(update={"desired": again.desired, "in_service": again.in_service})
+    return again
 
 
 def _evidence(advice: GroupAdvice) -> dict[str, EvidenceValue]:

@@ -104,8 +104,14 @@ def advise(
     """Read every group of `policy` from AWS as of `now` and advise each (never acts)."""
     catalog = policy.catalog(catalog)
     errors: list[GroupError] = []
+    # Advice needs no scaling activities or refreshes (two calls a group); the controller
+    # reads them for a group it is about to change.
     states = read_group_states(
-        clients.autoscaling, clients.ec2, [g.asg_name for g in policy.groups], retry=retry
+        clients.autoscaling,
+        clients.ec2,
+        [g.asg_name for g in policy.groups],
+        include_activity=False,
+        retry=retry,
     )
     window_minutes = policy.live.window_minutes
     targets = [

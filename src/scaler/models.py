@@ -103,6 +103,10 @@ class GroupState(_Frozen):
     mixed_instances: bool = False  # launch_template then comes from a MixedInstancesPolicy
     activities_in_progress: int = 0
     instance_refresh_in_progress: bool = False
+    activity_checked: bool = Field(
+        True,
+        description="False when activities and refreshes were not read: rails then hold actions.",
+    )
 
 
 class Advice(_Frozen):

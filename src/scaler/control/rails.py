@@ -251,6 +251,12 @@ def _blocked(
 ) -> bool:
     """Rails that stop any change this tick; each one that applies is logged."""
     blocked = False
+    if not group.activity_checked:
+        log.hold(
+            Rail.SCALING_ACTIVITY,
+            "scaling activities and instance refreshes were not read: no action",
+        )
+        blocked = True
     if group.instance_refresh_in_progress:
         log.hold(Rail.INSTANCE_REFRESH, "an instance refresh is running: no action")
         blocked = True

@@ -209,6 +209,13 @@ def _blocking(
                 "instance, an outage; set type_change.allow_single_instance to accept that",
             )
         )
+    if not group.activity_checked:
+        out.append(
+            (
+                Rail.SCALING_ACTIVITY,
+                "scaling activities and instance refreshes were not read: no type change",
+            )
+        )
     if group.instance_refresh_in_progress:
         out.append((Rail.INSTANCE_REFRESH, "an instance refresh is running: no type change"))
     if group.activities_in_progress > 0:

@@ -133,6 +133,7 @@ def _state(
         mixed_instances="MixedInstancesPolicy" in group,
         activities_in_progress=_activities(name, lookups) if include_activity else 0,
         instance_refresh_in_progress=_refreshing(name, lookups) if include_activity else False,
+        activity_checked=include_activity,
     )
 
 
