@@ -1,0 +1,106 @@
+"""The Lambda entry point: a tick per invocation, DynamoDB state, failures that raise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from scaler.aws import Clients
+from scaler.control import create_table
+from scaler.demo_seed import seed_local_aws
+from scaler.errors import InputError
+from scaler.lambda_handler import TickFailedError, run_invocation
+from scaler.sim import scenarios
+
+INCIDENT = scenarios.incident()
+assert INCIDENT.throttle_onset is not None
+TICK = INCIDENT.throttle_onset + timedelta(minutes=9)
+TABLE = "scaler-state"
+
+
+@dataclass
+class Context:
+    """What Lambda passes: a request id and the time left."""
+
+    aws_request_id: str = "req-1"
+    remaining_ms: int = 120_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture
+def environ(clients: Clients, tmp_path: Path) -> dict[str, str]:
+    """The seeded incident on the local AWS, a state table, and a function's environment."""
+    length = int((TICK - INCIDENT.window.start).total_seconds() // 60) - 1
+    window = INCIDENT.window.head(length).model_copy(update={"group": "crash-processor"})
+    seed_local_aws(clients, window, asg_name="crash-asg", queue_name="q", max_size=40, now=TICK)
+    create_table(clients.dynamodb, TABLE)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "groups:\n  - name: crash-processor\n    auto_scaling_group: crash-asg\n    queue: q\n"
+    )
+    return {
+        "SCALER_POLICY": str(policy),
+        "SCALER_STATE": f"dynamodb://{TABLE}",
+        "SCALER_APPLY": "1",
+    }
+
+
+def desired(clients: Clients) -> int:
+    """The group's desired capacity as AWS reports it."""
+    (group,) = clients.autoscaling.describe_auto_scaling_groups(
+        AutoScalingGroupNames=["crash-asg"]
+    )["AutoScalingGroups"]
+    return group["DesiredCapacity"]
+
+
+def test_an_invocation_applies_within_the_rails_and_a_retry_does_not_step_twice(
+    clients: Clients, environ: dict[str, str]
+) -> None:
+    """SCALER_APPLY=1 sets 8 -> 12; the same minute invoked again (a retry) changes nothing."""
+    report = run_invocation(Context(), clients=clients, environ=environ, now=TICK)
+    (group,) = report["groups"]
+    assert group["action"]["outcome"]["result"] == "applied"
+    assert desired(clients) == 12
+    again = run_invocation(Context("req-2"), clients=clients, environ=environ, now=TICK)
+    assert again["groups"][0]["action"]["duplicate"] is True
+    assert desired(clients) == 12
+
+
+def test_without_apply_it_only_advises(clients: Clients, environ: dict[str, str]) -> None:
+    """No SCALER_APPLY and no mode: apply: the report says what would have been done."""
+    environ.pop("SCALER_APPLY")
+    report = run_invocation(Context(), clients=clients, environ=environ, now=TICK)
+    assert report["mode"] == "dry-run"
+    assert report["groups"][0]["action"]["outcome"]["result"] == "dry-run"
+    assert desired(clients) == 8
+
+
+def test_sqlite_state_is_refused_in_lambda(clients: Clients, environ: dict[str, str]) -> None:
+    """A state file would vanish with the execution environment: bad input, said plainly."""
+    environ.pop("SCALER_STATE")
+    with pytest.raises(InputError, match="dynamodb://TABLE"):
+        run_invocation(Context(), clients=clients, environ=environ, now=TICK)
+
+
+def test_a_tick_that_fails_raises_after_reporting(
+    clients: Clients, environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A group that cannot be read makes the invocation an error, with the report logged."""
+    Path(environ["SCALER_POLICY"]).write_text("groups:\n  - name: ghost\n")
+    with pytest.raises(TickFailedError, match="ghost"):
+        run_invocation(Context(), clients=clients, environ=environ, now=TICK)
+    assert '"ghost"' in capsys.readouterr().out
+
+
+def test_no_time_left_abandons_groups_rather_than_start_them(
+    clients: Clients, environ: dict[str, str]
+) -> None:
+    """An invocation with less time left than the margin starts no group and fails."""
+    with pytest.raises(TickFailedError):
+        run_invocation(Context(remaining_ms=0), clients=clients, environ=environ, now=TICK)
+    assert desired(clients) == 8
