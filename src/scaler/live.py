@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from scaler.aws import DEFAULT_RETRY, Clients, RetryPolicy
 from scaler.engine import evaluate
+from scaler.errors import ScalerError
 from scaler.instances.catalog import Catalog
 from scaler.models import Advice, GroupError, GroupState
 from scaler.policy import GroupPolicy, Policy
@@ -47,7 +48,7 @@ CORE_SIGNALS = (Signal.QUEUE_VISIBLE.value, Signal.QUEUE_DELETED.value, Signal.I
 class GroupAdvice(BaseModel):
     """One group's live advice, and what the controller needs to act on it."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True)
 
     group: str
     state: GroupState
@@ -131,16 +132,19 @@ def advise(
         elif group.name in fetch_errors:
             errors.append(fetch_errors[group.name])
         else:
-            out.append(
-                advise_group(
-                    group,
-                    state,
-                    fetched.windows[group.name],
-                    catalog=catalog,
-                    now=stop,
-                    max_data_age_minutes=policy.live.max_data_age_minutes,
+            try:
+                out.append(
+                    advise_group(
+                        group,
+                        state,
+                        fetched.windows[group.name],
+                        catalog=catalog,
+                        now=stop,
+                        max_data_age_minutes=policy.live.max_data_age_minutes,
+                    )
                 )
-            )
+            except ScalerError as exc:  # one group's bad data never stops the others
+                errors.append(GroupError(group=group.name, error=str(exc)))
     for error in errors:
         log.warning("group_not_evaluated", group=error.group, error=error.error)
     return TickAdvice(
