@@ -74,7 +74,11 @@ def _live(fmt: str) -> int:
     trace = scenarios.incident()
     assert trace.throttle_onset is not None
     group = DEMO_POLICY.groups[0]
+    # Shift the trace by whole 5-minute periods, so its 5-minute metrics keep their boundaries
+    # and every run of the demo tells the same story to the minute.
+    first_tick = trace.window.end + _ONE_MINUTE
     now = floor_minute(datetime.now(UTC))
+    now -= (now - first_tick) % timedelta(minutes=5)
     with local_aws() as server:
         server.reset()  # moto keeps state per process: start from an empty account
         clients = make_clients(local_session(), endpoint_url=server.endpoint_url)
