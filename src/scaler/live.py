@@ -115,9 +115,11 @@ def advise(
         retry=retry,
     )
     window_minutes = policy.live.window_minutes
+    # A group whose Auto Scaling state could not be read is reported, not fetched.
     targets = [
         MetricTarget.build(g.name, asg_name=g.asg_name, queue=g.queue_name, overrides=g.metrics)
         for g in policy.groups
+        if isinstance(states[g.asg_name], GroupState)
     ]
     stop = floor_minute(now)
     fetched = CloudWatchSource(clients.cloudwatch, retry=retry).fetch(

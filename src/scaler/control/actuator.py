@@ -7,9 +7,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
-from scaler.control.audit import AuditRecord, AwsCall, Mode, Result
+from scaler.control.audit import AuditRecord, AwsCall, Mode, RecordedOutcome, Result
 from scaler.control.calls import AWS_CALL_ERRORS, classify_aws_error, outcome_unknown
 from scaler.control.rails import Rail, RailDecision
 from scaler.control.state import StateStore, record_outcome
@@ -24,21 +23,8 @@ __all__ = ["ActionResult", "Actuator", "set_desired_capacity_call"]
 log = structlog.get_logger(__name__)
 
 
-class ActionResult(BaseModel):
-    """What one act() did: its outcome record, and any interrupted earlier intents it closed."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    outcome: AuditRecord
-    duplicate: bool = Field(False, description="This (tick, group) was already decided.")
-    recorded: bool = Field(True, description="False when the state store refused the outcome.")
-    interrupted: list[AuditRecord] = Field(default_factory=list)
-
-    @property
-    def result(self) -> Result:
-        """applied, dry-run, held, unchanged, failed, unknown or interrupted."""
-        assert self.outcome.result is not None
-        return self.outcome.result
+class ActionResult(RecordedOutcome):
+    """What one capacity act() did."""
 
     @property
     def call(self) -> AwsCall | None:

@@ -18,6 +18,7 @@ __all__ = [
     "AwsCall",
     "Mode",
     "Phase",
+    "RecordedOutcome",
     "Result",
     "dangling_intents",
     "make_tick_id",
@@ -112,6 +113,23 @@ def _shown(value: CallParam) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+class RecordedOutcome(BaseModel):
+    """What one act() did: its outcome record, and any interrupted earlier intents it closed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: AuditRecord
+    duplicate: bool = Field(False, description="This (tick, group, action) was already decided.")
+    recorded: bool = Field(True, description="False when the state store refused the outcome.")
+    interrupted: list[AuditRecord] = Field(default_factory=list)
+
+    @property
+    def result(self) -> Result:
+        """applied, dry-run, held, unchanged, failed, unknown or interrupted."""
+        assert self.outcome.result is not None
+        return self.outcome.result
 
 
 def make_tick_id(now: datetime, prefix: str = "tick") -> str:

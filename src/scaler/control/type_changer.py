@@ -7,9 +7,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
-from scaler.control.audit import AuditRecord, AwsCall, Mode, Result
+from scaler.control.audit import AuditRecord, AwsCall, Mode, RecordedOutcome, Result
 from scaler.control.calls import AWS_CALL_ERRORS, classify_aws_error, outcome_unknown
 from scaler.control.rails import Rail
 from scaler.control.state import StateStore, record_outcome
@@ -30,21 +29,8 @@ _LOOKBACK = 50
 _BENIGN = frozenset({Rail.KILL_SWITCH, Rail.TYPE_CHANGE_DISABLED, Rail.SAME_TYPE})
 
 
-class TypeChangeResult(BaseModel):
-    """What one TypeChanger.act() did: its outcome record, and interrupted intents it closed."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    outcome: AuditRecord
-    duplicate: bool = Field(False, description="This (tick, group) type change was decided.")
-    recorded: bool = Field(True, description="False when the state store refused the outcome.")
-    interrupted: list[AuditRecord] = Field(default_factory=list)
-
-    @property
-    def result(self) -> Result:
-        """applied, dry-run, held, unchanged, failed, unknown or interrupted."""
-        assert self.outcome.result is not None
-        return self.outcome.result
+class TypeChangeResult(RecordedOutcome):
+    """What one TypeChanger.act() did, with the version and refresh it made."""
 
     @property
     def calls(self) -> list[AwsCall]:
