@@ -250,13 +250,12 @@ def test_run_and_history_commands(
         "    queue: crash-reports\n"
         f"state:\n  path: {tmp_path / 'state.db'}\n"
     )
-    # The CLI reads the clock; the seeded data ends at TICK, so make now be TICK's minute.
-    monkeypatch.setattr("scaler.cli.run.datetime", _FrozenClock)
+    # The seeded data ends at TICK, so the command's clock reads TICK.
     endpoint = ["--endpoint-url", aws.endpoint_url]
-    assert main(["run", "--policy", str(policy), *endpoint]) == EXIT_OK
+    assert main(["run", "--policy", str(policy), *endpoint], clock=lambda: TICK) == EXIT_OK
     dry = capsys.readouterr().out
     assert "(dry-run)" in dry and "would call SetDesiredCapacity" in dry and desired(seeded) == 8
-    assert main(["run", "--policy", str(policy), "--apply", *endpoint]) == EXIT_OK
+    assert main(["run", "--policy", str(policy), "--apply", *endpoint], clock=lambda: TICK) == 0
     assert "called SetDesiredCapacity" in capsys.readouterr().out and desired(seeded) == 12
     assert main(["history", "--policy", str(policy)]) == EXIT_OK
     history = capsys.readouterr().out
@@ -270,14 +269,6 @@ def test_run_and_history_commands(
     ghost.write_text("groups:\n  - name: ghost\n")
     assert main(["run", "--policy", str(ghost), *endpoint]) == EXIT_FAILED
     assert "ghost: not evaluated" in capsys.readouterr().out
-
-
-class _FrozenClock:
-    """Stands in for datetime in scaler.cli.run: now() is the seeded tick."""
-
-    @staticmethod
-    def now(tz: object = None) -> object:
-        return TICK
 
 
 # Capacity held at 8 (the policy's max), so the type change is the tick's only action.

@@ -197,10 +197,11 @@ def _decide(
                 )
 
             state = advice.state
-            decision = decide(state)
-            if decision.changes or advice.instance_type is not None:
+            if _may_change(advice):
+                # Advice reads no activities or refreshes; a group it would change is read
+                # again with them, so the rails decide once, on the group as it is now.
                 state = _state_before_acting(clients, group, retry)
-                decision = decide(state)
+            decision = decide(state)
             evidence = _evidence(advice)
             action = actuator.act(state, decision, tick_id=tick_id, now=now, evidence=evidence)
             type_change = None
@@ -228,6 +229,12 @@ def _decide(
     except ScalerError as exc:
         log.error("group_tick_failed", group=group.name, tick=tick_id, error=str(exc))
         return GroupOutcome(group=group.name, status="failed", advice=advice, error=str(exc))
+
+
+def _may_change(advice: GroupAdvice) -> bool:
+    """True when the advice differs from the group: a capacity or an instance type to change."""
+    resize = advice.proposal is not None and advice.proposal != advice.state.desired
+    return resize or advice.instance_type is not None
 
 
 def _state_before_acting(clients: Clients, group: GroupPolicy, retry: RetryPolicy) -> GroupState:

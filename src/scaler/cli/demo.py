@@ -17,7 +17,7 @@ from importlib import resources
 from scaler.aws import make_clients
 from scaler.backtest import Overrides, run_backtest
 from scaler.cli import EXIT_FAILED, EXIT_OK, commands
-from scaler.cli.advise import render_tick
+from scaler.cli.views import render_tick
 from scaler.demo_seed import seed_local_aws
 from scaler.embedded import local_aws, local_session
 from scaler.live import advise

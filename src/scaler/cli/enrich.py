@@ -11,7 +11,8 @@ from pathlib import Path
 
 from scaler.alerts import Alarm, group_for_alarm, parse_alarm
 from scaler.cli import EXIT_FAILED, EXIT_OK, commands
-from scaler.cli.advise import add_aws_arguments, clients_from, render_tick
+from scaler.cli.common import add_aws_arguments, clients_from
+from scaler.cli.views import render_tick
 from scaler.errors import InputError
 from scaler.live import TickAdvice, advise
 from scaler.models import Severity
