@@ -25,8 +25,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
+# Two workers (this is a 2-core machine's suite); each has its own local AWS server.
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(or $(WORKERS),2)
 
 test: lint typecheck unit
 

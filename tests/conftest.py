@@ -18,6 +18,17 @@ def _quiet_logs() -> None:
     configure_logging("warning")
 
 
+@pytest.fixture(autouse=True)
+def _state_outside_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default state file lives in a temporary folder: tests never write to ~/.local."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
+    monkeypatch.delenv("SCALER_STATE", raising=False)
+    monkeypatch.delenv("SCALER_KILL_SWITCH", raising=False)
+    monkeypatch.delenv("SCALER_ENDPOINT_URL", raising=False)
+
+
 @pytest.fixture(scope="session")
 def aws_server() -> Iterator[LocalAws]:
     """A moto server on a free loopback port, shared by the session."""

@@ -7,9 +7,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from scaler.aws import RetryPolicy
 from scaler.signals import Window
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+#: Retries that give up in milliseconds, for calls a test makes fail on purpose.
+FAST_RETRY = RetryPolicy(
+    max_attempts=3, max_total_s=1, initial_backoff_s=0.001, max_backoff_s=0.002
+)
 
 
 def window_of(

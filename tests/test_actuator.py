@@ -31,6 +31,7 @@ from scaler.control import (
 )
 from scaler.models import GroupState
 from tests.aws_faults import FAULTS, CallCounter, Crash, crash_after, inject_fault
+from tests.helpers import FAST_RETRY
 
 ASG = "workers"
 NOW = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
@@ -310,7 +311,7 @@ def test_rerun_of_a_crashed_tick_reports_it_once(
 def test_state_store_down_means_no_action(clients: Clients, asg: str, counter: CallCounter) -> None:
     """If the intent cannot be written (DynamoDB throttled) the group is never touched."""
     create_table(clients.dynamodb, "state")
-    store = DynamoStateStore(clients.dynamodb, "state")
+    store = DynamoStateStore(clients.dynamodb, "state", retry=FAST_RETRY)
     group = read_group(clients)
     decision = decide(5, group, store)
     inject_fault(clients.dynamodb, "TransactWriteItems", "throttling")
@@ -328,7 +329,7 @@ def test_outcome_write_failure_leaves_the_intent_for_the_next_tick(
 ) -> None:
     """AWS acted but the outcome could not be written: reported applied, intent stays open."""
     create_table(clients.dynamodb, "state")
-    store = DynamoStateStore(clients.dynamodb, "state")
+    store = DynamoStateStore(clients.dynamodb, "state", retry=FAST_RETRY)
     group = read_group(clients)
     decision = decide(5, group, store)
     # Let the intent through, then throttle every later write (PutItem and TransactWriteItems).
@@ -451,7 +452,7 @@ def test_state_store_faults_never_crash_or_step_twice(
 ) -> None:
     """Every DynamoDB call the actuator makes, under every fault: a result, never a double step."""
     create_table(clients.dynamodb, "state")
-    store = DynamoStateStore(clients.dynamodb, "state")
+    store = DynamoStateStore(clients.dynamodb, "state", retry=FAST_RETRY)
     group = read_group(clients)
     decision = decide(5, group, store)
     actuator = Actuator(clients.autoscaling, store, dry_run=False)

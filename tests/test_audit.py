@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from pydantic import ValidationError
 
-from scaler.aws import Clients
+from scaler.aws import Clients, classify_aws_error, outcome_unknown
 from scaler.control import (
     Actuator,
     AuditRecord,
@@ -19,10 +19,8 @@ from scaler.control import (
     RailSettings,
     SqliteStateStore,
     apply_rails,
-    classify_aws_error,
     dangling_intents,
     make_tick_id,
-    outcome_unknown,
 )
 from scaler.errors import AwsCallError, RetryableAwsError
 from scaler.models import GroupState

@@ -14,7 +14,7 @@ from botocore.awsrequest import AWSResponse
 from scaler.aws import Clients, RetryPolicy
 from scaler.cli import EXIT_FAILED, EXIT_OK, main
 from scaler.control import AuditRecord, SqliteStateStore
-from scaler.control_settings import TypeChangeSettings
+from scaler.control.settings import TypeChangeSettings
 from scaler.controller import run_tick
 from scaler.demo_seed import seed_local_aws
 from scaler.embedded import LocalAws

@@ -19,9 +19,10 @@ from scaler.control import (
     create_table,
     open_store,
 )
-from scaler.control_settings import StateSettings
+from scaler.control.settings import StateSettings
 from scaler.errors import AwsCallError, InputError, RetryableAwsError
 from tests.aws_faults import FAULTS, inject_fault
+from tests.helpers import FAST_RETRY
 
 NOW = datetime(2026, 3, 1, 12, 0, 30, 123456, tzinfo=UTC)
 TTL = timedelta(seconds=60)
@@ -45,7 +46,7 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
         create_table(clients.dynamodb, TABLE)
 
         def factory() -> StateStore:
-            made.append(DynamoStateStore(clients.dynamodb, TABLE))
+            made.append(DynamoStateStore(clients.dynamodb, TABLE, retry=FAST_RETRY))
             return made[-1]
 
     yield factory
@@ -208,7 +209,7 @@ def test_overlapping_ticks_one_holds_the_lease(make_store: StoreFactory) -> None
     def tick(owner: str, store: StateStore) -> None:
         start.wait()
         with store.lease("workers", owner, now=NOW, ttl=TTL) as got:
-            held[owner] = got
+            held[owner] = got is not None
             done.wait()  # keep holding until the other has tried
 
     threads = [threading.Thread(target=tick, args=(f"tick-{i}", s)) for i, s in enumerate(stores)]
@@ -253,7 +254,7 @@ def test_dynamo_faults_become_scaler_errors(
 ) -> None:
     """Each DynamoDB call under each fault raises a scaler error naming it, retryable unless 4xx."""
     create_table(clients.dynamodb, TABLE)
-    store = DynamoStateStore(clients.dynamodb, TABLE)
+    store = DynamoStateStore(clients.dynamodb, TABLE, retry=FAST_RETRY)
     inject_fault(clients.dynamodb, operation, fault)
     with pytest.raises(AwsCallError, match=f"^{operation}: ") as caught:
         use(store)

@@ -1,4 +1,9 @@
-"""Boto3 clients, made in one place and passed in; nothing deeper creates a client."""
+"""Boto3 clients, made in one place and passed in; and THE vocabulary of AWS failures.
+
+Every caller of AWS (sources, actuators, the state store, the catalog refresh) sorts failures
+here: `is_retryable` (what waiting can cure), `classify_aws_error` (scaler's error type for a
+failure) and `outcome_unknown` (whether a failed call may still have run).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import boto3
 import structlog
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
 from botocore.parsers import ResponseParserError
 from tenacity import (
     RetryCallState,
@@ -31,16 +43,20 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
+    "AWS_CALL_ERRORS",
     "DEFAULT_RETRY",
     "ENDPOINT_ENV",
-    "THROTTLING_CODES",
+    "RETRYABLE_CODES",
     "Clients",
     "RetryPolicy",
     "call_aws",
+    "classify_aws_error",
     "error_code",
     "is_retryable",
     "make_clients",
     "name_groups",
+    "outcome_unknown",
+    "retrying",
 ]
 
 T = TypeVar("T")
@@ -93,9 +109,10 @@ def make_clients(
     )
 
 
-# Error codes AWS services use for throttling (botocore's standard list, minus quota errors such
-# as LimitExceededException, which waiting does not cure).
-THROTTLING_CODES = frozenset(
+# THE list of error codes worth waiting for: throttling (botocore's standard list, minus quota
+# errors such as LimitExceededException, which waiting does not cure), transient server faults,
+# and Auto Scaling's own "busy, try later". Everything else is permanent.
+RETRYABLE_CODES = frozenset(
     {
         "Throttling",
         "ThrottlingException",
@@ -112,8 +129,19 @@ THROTTLING_CODES = frozenset(
         "EC2ThrottledException",
         "RequestTimeout",
         "RequestTimeoutException",
+        "ServiceUnavailable",
+        "Unavailable",
+        "InternalFailure",
+        "InternalError",
+        "InternalServerError",
+        "ScalingActivityInProgress",
+        "ResourceContention",
     }
 )
+
+#: What a boto3 call can raise; ResponseParserError (an unreadable answer, such as an HTML
+#: error page or a truncated body) is neither a ClientError nor a BotoCoreError.
+AWS_CALL_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
 
 
 @dataclass(frozen=True)
@@ -136,13 +164,35 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
 def is_retryable(exc: BaseException) -> bool:
-    """Throttling, 5xx, connection errors and timeouts: the failures that waiting can cure."""
+    """Throttling, 5xx, network faults, timeouts and unreadable answers: what waiting can cure."""
     if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error_code(exc) in THROTTLING_CODES or int(status) >= 500
+        return error_code(exc) in RETRYABLE_CODES or _status(exc) >= 500
     # ReadTimeoutError and ConnectionClosedError are HTTPClientErrors; the rest ConnectionErrors.
-    return isinstance(exc, ConnectionError | HTTPClientError)
+    return isinstance(exc, ConnectionError | HTTPClientError | ResponseParserError)
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """True when a request may have reached AWS and run: no answer, or a 5xx mid-flight."""
+    if isinstance(exc, ReadTimeoutError | ConnectionClosedError | ResponseParserError):
+        return True
+    return isinstance(exc, ClientError) and _status(exc) >= 500
+
+
+def classify_aws_error(exc: BaseException, *, operation: str) -> AwsCallError:
+    """The scaler error for one failed call: RetryableAwsError exactly when `is_retryable`."""
+    if isinstance(exc, ClientError):
+        message = str(exc.response.get("Error", {}).get("Message", "")).strip()
+        text = f"{operation}: {error_code(exc) or 'Unknown'}" + (f": {message}" if message else "")
+    elif isinstance(exc, ResponseParserError):
+        text = f"{operation}: unreadable answer from AWS: {exc}"
+    else:
+        text = f"{operation}: {type(exc).__name__}: {exc}"
+    return RetryableAwsError(text) if is_retryable(exc) else AwsCallError(text)
 
 
 def name_groups(groups: Iterable[str], *, limit: int = 3) -> str:
@@ -170,7 +220,17 @@ def call_aws(
     on anything else (access denied, validation, not found).
     """
     who = name_groups([groups] if isinstance(groups, str) else groups)
-    retrying = Retrying(
+    attempt = retrying(retry, op_name, who)
+    try:
+        return attempt(fn, **kwargs)
+    except AWS_CALL_ERRORS as exc:
+        attempts = int(attempt.statistics.get("attempt_number", 1))
+        raise _as_error(op_name, who, exc, attempts) from exc
+
+
+def retrying(retry: RetryPolicy, op_name: str, who: str) -> Retrying:
+    """The retry loop every AWS caller uses: retryable failures only, within `retry`'s budget."""
+    return Retrying(
         # stop_before_delay: a backoff that would end past the budget is not slept at all.
         stop=stop_after_attempt(retry.max_attempts) | stop_before_delay(retry.max_total_s),
         wait=wait_random_exponential(multiplier=retry.initial_backoff_s, max=retry.max_backoff_s),
@@ -178,11 +238,6 @@ def call_aws(
         before_sleep=_log_retry(op_name, who),
         reraise=True,
     )
-    try:
-        return retrying(fn, **kwargs)
-    except (ClientError, BotoCoreError, ResponseParserError) as exc:
-        attempts = int(retrying.statistics.get("attempt_number", 1))
-        raise _as_error(op_name, who, exc, attempts) from exc
 
 
 def _log_retry(op_name: str, who: str) -> Callable[[RetryCallState], None]:

@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from scaler.aws import DEFAULT_RETRY, Clients, RetryPolicy
 from scaler.control import (
+    DEFAULT_LEASE_TTL,
     ActionResult,
     Actuator,
     Observation,
@@ -30,6 +31,7 @@ from scaler.control import (
     TypeChanger,
     TypeChangeResult,
     apply_rails,
+    hold_lease,
     kill_switch_from_env,
     make_tick_id,
     plan_type_change,
@@ -41,12 +43,20 @@ from scaler.models import EvidenceValue, GroupError, GroupState
 from scaler.policy import GroupPolicy, Policy
 from scaler.sources.autoscaling import read_group_states
 
-__all__ = ["DEFAULT_LEASE_TTL", "GroupOutcome", "TickReport", "default_owner", "run_tick"]
+__all__ = [
+    "DEFAULT_LEASE_TTL",
+    "DEFAULT_TICK_INTERVAL",
+    "GroupOutcome",
+    "TickReport",
+    "default_owner",
+    "run_tick",
+]
 
 log = structlog.get_logger(__name__)
 
-#: Longer than a tick takes; a holder that died frees the group after this.
-DEFAULT_LEASE_TTL = timedelta(minutes=5)
+#: How often ticks run (cron, the Lambda schedule, `--every`): a lease not renewed for this
+#: long belongs to a holder that is not working, so the group runs without its controller.
+DEFAULT_TICK_INTERVAL = timedelta(minutes=1)
 
 Status = Literal["decided", "leased-elsewhere", "abandoned", "failed"]
 
@@ -65,11 +75,16 @@ class GroupOutcome(BaseModel):
         None, description="The instance type change, when the advice names another type."
     )
     error: str | None = None
+    stale_lease: bool = Field(
+        False,
+        description="Leased elsewhere by a holder that stopped renewing: no controller is working.",
+    )
 
     @property
     def ok(self) -> bool:
-        """False when the group's job was not done: abandoned, failed, or an unrecorded action."""
-        if self.status in ("failed", "abandoned"):
+        """False when the group's job was not done: abandoned, failed, an unrecorded action, or
+        a lease held by a holder that stopped working."""
+        if self.status in ("failed", "abandoned") or self.stale_lease:
             return False
         done = [a for a in (self.action, self.type_change) if a is not None]
         return all(a.recorded and a.result not in ("failed", "unknown") for a in done)
@@ -107,6 +122,7 @@ def run_tick(
     environ: Mapping[str, str] | None = None,
     owner: str | None = None,
     lease_ttl: timedelta = DEFAULT_LEASE_TTL,
+    tick_interval: timedelta = DEFAULT_TICK_INTERVAL,
     stop: threading.Event | None = None,
     catalog: Catalog | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
@@ -145,6 +161,7 @@ def run_tick(
                 tick_id=tick_id,
                 owner=owner,
                 lease_ttl=lease_ttl,
+                tick_interval=tick_interval,
                 kill_env=kill_env,
                 retry=retry,
             )
@@ -166,6 +183,7 @@ def _decide(
     tick_id: str,
     owner: str,
     lease_ttl: timedelta,
+    tick_interval: timedelta,
     kill_env: bool,
     retry: RetryPolicy,
 ) -> GroupOutcome:
@@ -173,10 +191,10 @@ def _decide(
     # ASG share its lease, its cooldown and its audit log.
     key = group.asg_name
     try:
-        with store.lease(key, owner, now=now, ttl=lease_ttl) as held:
-            if not held:
-                log.info("lease_held_elsewhere", group=group.name, tick=tick_id)
-                return GroupOutcome(group=group.name, status="leased-elsewhere", advice=advice)
+        with hold_lease(store, key, owner, now=now, ttl=lease_ttl) as held:
+            fence = held.lease
+            if fence is None:
+                return _leased_elsewhere(group, advice, store, now=now, interval=tick_interval)
             store.record_observation(
                 key,
                 Observation(at=now, proposal=advice.proposal, data_complete=advice.data_complete),
@@ -203,7 +221,9 @@ def _decide(
                 state = _state_before_acting(clients, group, retry)
             decision = decide(state)
             evidence = _evidence(advice)
-            action = actuator.act(state, decision, tick_id=tick_id, now=now, evidence=evidence)
+            action = actuator.act(
+                state, decision, tick_id=tick_id, now=now, evidence=evidence, fence=fence
+            )
             type_change = None
             if advice.instance_type is not None:
                 # After the capacity action, so its cooldown (if it acted) holds the refresh.
@@ -217,7 +237,9 @@ def _decide(
                     history=store.history(key, since=now - group.rails.stabilization_window),
                     tick_id=tick_id,
                 )
-                type_change = changer.act(state, plan, tick_id=tick_id, now=now, evidence=evidence)
+                type_change = changer.act(
+                    state, plan, tick_id=tick_id, now=now, evidence=evidence, fence=held.lease
+                )
             return GroupOutcome(
                 group=group.name,
                 status="decided",
@@ -229,6 +251,32 @@ def _decide(
     except ScalerError as exc:
         log.error("group_tick_failed", group=group.name, tick=tick_id, error=str(exc))
         return GroupOutcome(group=group.name, status="failed", advice=advice, error=str(exc))
+
+
+def _leased_elsewhere(
+    group: GroupPolicy,
+    advice: GroupAdvice,
+    store: StateStore,
+    *,
+    now: datetime,
+    interval: timedelta,
+) -> GroupOutcome:
+    """Another tick holds the group: fine while it renews, a failure once it stopped."""
+    holder = store.read_lease(group.asg_name)
+    silent = now - holder.renewed if holder is not None else timedelta(0)
+    stale = silent > interval
+    log.info("lease_held_elsewhere", group=group.name, stale=stale)
+    note = None
+    if holder is not None and stale:
+        note = (
+            f"lease held by {holder.owner}, not renewed for {int(silent.total_seconds())}s "
+            f"(ticks run every {int(interval.total_seconds())}s): that holder stopped working "
+            f"and the group runs without its controller until the lease expires at "
+            f"{holder.expires:%H:%M:%S} UTC"
+        )
+    return GroupOutcome(
+        group=group.name, status="leased-elsewhere", advice=advice, error=note, stale_lease=stale
+    )
 
 
 def _may_change(advice: GroupAdvice) -> bool:

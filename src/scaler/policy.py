@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from scaler.capacity import CapacitySettings
-from scaler.control_settings import RailSettings, StateSettings, TypeChangeSettings
+from scaler.control.settings import RailSettings, StateSettings, TypeChangeSettings
 from scaler.errors import PolicyError
 from scaler.instances.alternatives import InstanceConstraints
 from scaler.instances.catalog import Catalog, bundled_catalog

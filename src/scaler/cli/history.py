@@ -13,7 +13,7 @@ from collections.abc import Callable
 from scaler.cli import EXIT_OK, commands
 from scaler.cli.common import add_aws_arguments, clients_from
 from scaler.control import STATE_ENV, StateStore, open_store
-from scaler.control_settings import StateSettings
+from scaler.control.settings import StateSettings
 from scaler.errors import InputError
 from scaler.policy import load_policy
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from scaler.control.actuator import ActionResult, Actuator, set_desired_capacity_call
+from scaler.control.actuator import (
+    ActionResult,
+    Actuator,
+    RecordingActuator,
+    record_outcome,
+    set_desired_capacity_call,
+)
 from scaler.control.audit import AuditRecord, AwsCall, dangling_intents, make_tick_id
-from scaler.control.calls import classify_aws_error, outcome_unknown
 from scaler.control.history import GroupHistory, Observation
+from scaler.control.leases import DEFAULT_LEASE_TTL, HeldLease, hold_lease
 from scaler.control.rails import (
     KILL_SWITCH_ENV,
     Rail,
@@ -14,16 +20,21 @@ from scaler.control.rails import (
     apply_rails,
     kill_switch_from_env,
 )
-from scaler.control.state import (
+from scaler.control.store import (
     STATE_ENV,
+    DynamoStateStore,
+    Lease,
+    LeaseLostError,
+    SqliteStateStore,
     StateStore,
     StateStoreError,
+    StoreDamagedError,
+    create_table,
     default_state_path,
     open_store,
 )
-from scaler.control.state_dynamo import DynamoStateStore, create_table
-from scaler.control.state_sqlite import SqliteStateStore
-from scaler.control.type_change import (
+from scaler.control.type_actuator import TypeChanger, TypeChangeResult
+from scaler.control.type_rails import (
     NEW_VERSION,
     TypeChangeDecision,
     create_version_call,
@@ -31,9 +42,9 @@ from scaler.control.type_change import (
     start_refresh_call,
     type_change_tick_id,
 )
-from scaler.control.type_changer import TypeChanger, TypeChangeResult
 
 __all__ = [
+    "DEFAULT_LEASE_TTL",
     "KILL_SWITCH_ENV",
     "NEW_VERSION",
     "STATE_ENV",
@@ -43,27 +54,32 @@ __all__ = [
     "AwsCall",
     "DynamoStateStore",
     "GroupHistory",
+    "HeldLease",
+    "Lease",
+    "LeaseLostError",
     "Observation",
     "Rail",
     "RailDecision",
     "RailSettings",
+    "RecordingActuator",
     "SqliteStateStore",
     "StateStore",
     "StateStoreError",
+    "StoreDamagedError",
     "TypeChangeDecision",
     "TypeChangeResult",
     "TypeChanger",
     "apply_rails",
-    "classify_aws_error",
     "create_table",
     "create_version_call",
     "dangling_intents",
     "default_state_path",
+    "hold_lease",
     "kill_switch_from_env",
     "make_tick_id",
     "open_store",
-    "outcome_unknown",
     "plan_type_change",
+    "record_outcome",
     "set_desired_capacity_call",
     "start_refresh_call",
     "type_change_tick_id",

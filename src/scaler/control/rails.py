@@ -11,7 +11,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from scaler.control.history import GroupHistory, Observation
-from scaler.control_settings import RailSettings
+from scaler.control.settings import RailSettings
 from scaler.models import GroupState
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "RailDecision",
     "RailSettings",
     "apply_rails",
+    "busy_rails",
     "kill_switch_from_env",
 ]
 
@@ -42,7 +43,7 @@ class Rail(StrEnum):
     # Applied by the actuator, which sees the group and the log at the moment of acting.
     INTERRUPTED_ACTION = "interrupted_action"
     STALE_DECISION = "stale_decision"
-    # Instance type changes only (control/type_change.py).
+    # Instance type changes only (control/type_rails.py).
     TYPE_CHANGE_DISABLED = "type_change_disabled"
     SAME_TYPE = "same_type"
     NO_LAUNCH_TEMPLATE = "no_launch_template"
@@ -127,7 +128,10 @@ def apply_rails(
             )
         if wanted != current:
             wanted = _step_limited(current, wanted, settings, log)
-            target = None if _blocked(group, history, settings, now, log) else wanted
+            busy = busy_rails(group, history, settings, now)
+            for rail, note in busy:
+                log.hold(rail, note)
+            target = None if busy else wanted
     return RailDecision(
         group=group.name,
         at=now,
@@ -242,38 +246,42 @@ def _step_limited(current: int, wanted: int, settings: RailSettings, log: _Notes
     return limited
 
 
-def _blocked(
+def busy_rails(
     group: GroupState,
     history: GroupHistory,
     settings: RailSettings,
     now: datetime,
-    log: _Notes,
-) -> bool:
-    """Rails that stop any change this tick; each one that applies is logged."""
-    blocked = False
+    *,
+    what: str = "no action",
+) -> list[tuple[Rail, str]]:
+    """Rails that stop any change to a group this tick (capacity or type), each with its note:
+    activities or refreshes not read or running, and the cooldown since the last action."""
+    out: list[tuple[Rail, str]] = []
     if not group.activity_checked:
-        log.hold(
-            Rail.SCALING_ACTIVITY,
-            "scaling activities and instance refreshes were not read: no action",
+        out.append(
+            (
+                Rail.SCALING_ACTIVITY,
+                f"scaling activities and instance refreshes were not read: {what}",
+            )
         )
-        blocked = True
     if group.instance_refresh_in_progress:
-        log.hold(Rail.INSTANCE_REFRESH, "an instance refresh is running: no action")
-        blocked = True
+        out.append((Rail.INSTANCE_REFRESH, f"an instance refresh is running: {what}"))
     if group.activities_in_progress > 0:
-        log.hold(
-            Rail.SCALING_ACTIVITY,
-            f"{group.activities_in_progress} scaling activity(ies) running: no action",
+        out.append(
+            (
+                Rail.SCALING_ACTIVITY,
+                f"{group.activities_in_progress} scaling activity(ies) running: {what}",
+            )
         )
-        blocked = True
     if history.last_action_at is not None:
         since = now - history.last_action_at
         if since < timedelta(seconds=settings.cooldown_seconds):
             left = settings.cooldown_seconds - int(since.total_seconds())
-            log.hold(
-                Rail.COOLDOWN,
-                f"last action {int(since.total_seconds())}s ago; cooldown "
-                f"{settings.cooldown_seconds}s has {left}s left: no action",
+            out.append(
+                (
+                    Rail.COOLDOWN,
+                    f"last action {int(since.total_seconds())}s ago; cooldown "
+                    f"{settings.cooldown_seconds}s has {left}s left: {what}",
+                )
             )
-            blocked = True
-    return blocked
+    return out

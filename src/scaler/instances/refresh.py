@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from botocore.exceptions import BotoCoreError, ClientError
 
-from scaler.errors import AwsCallError, RetryableAwsError
+from scaler.aws import AWS_CALL_ERRORS, classify_aws_error
 from scaler.instances.catalog import Catalog, InstanceFacts, bundled_catalog
 
 if TYPE_CHECKING:
@@ -24,9 +23,6 @@ log = structlog.get_logger(__name__)
 
 SOURCE = "EC2 DescribeInstanceTypes (EbsInfo.EbsOptimizedInfo, InstanceStorageInfo)"
 _MIB_PER_GIB = 1024
-_RETRYABLE_CODES = frozenset(
-    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "InternalError", "Unavailable"}
-)
 
 
 def facts_from_api(item: Mapping[str, Any]) -> InstanceFacts | None:
@@ -69,12 +65,8 @@ def fetch_catalog(
     try:
         for page in paginator.paginate(**kwargs):
             items.extend(page.get("InstanceTypes", []))
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        error = RetryableAwsError if code in _RETRYABLE_CODES else AwsCallError
-        raise error(f"EC2 DescribeInstanceTypes failed: {code}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise RetryableAwsError(f"EC2 DescribeInstanceTypes failed: {exc}") from exc
+    except AWS_CALL_ERRORS as exc:
+        raise classify_aws_error(exc, operation="EC2 DescribeInstanceTypes") from exc
     facts = _usable(items)
     log.info("catalog.fetched", types=len(facts), skipped=len(items) - len(facts))
     prices = bundled_catalog()

@@ -1,4 +1,10 @@
-"""State in one DynamoDB table (for Lambda); the lease is a conditional write that expires."""
+"""State in one DynamoDB table (for Lambda); the lease is a conditional write that expires.
+
+Opened by `scaler.control.store.open_store`. Every call goes through `_call`: retried within
+the tick's budget when AWS throttles or fails transiently (a throttle must not fail the
+group), sorted by `scaler.aws` otherwise, and a missing table named with how to create it.
+Fenced writes are transactions with a ConditionCheck on the lease item.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,28 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from scaler.aws import (
+    AWS_CALL_ERRORS,
+    DEFAULT_RETRY,
+    RetryPolicy,
+    classify_aws_error,
+    error_code,
+    retrying,
+)
 from scaler.control.audit import AuditRecord
-from scaler.control.calls import classify_aws_error
 from scaler.control.history import GroupHistory, Observation
-from scaler.control.state import OBSERVATION_RETENTION, LeaseMixin
-from scaler.control.state_sqlite import time_key
+from scaler.control.store.base import (
+    OBSERVATION_RETENTION,
+    Lease,
+    LeaseLostError,
+    LeaseMixin,
+    from_time_key,
+    new_lease_token,
+    time_key,
+)
+from scaler.errors import InputError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -49,9 +70,11 @@ def create_table(client: DynamoDBClient, table: str) -> None:
             BillingMode="PAY_PER_REQUEST",
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+        if error_code(exc) != "ResourceInUseException":
             raise classify_aws_error(exc, operation="CreateTable") from exc
         return
+    except AWS_CALL_ERRORS as exc:
+        raise classify_aws_error(exc, operation="CreateTable") from exc
     client.get_waiter("table_exists").wait(TableName=table)
     client.update_time_to_live(
         TableName=table,
@@ -79,19 +102,81 @@ def _failed_condition(exc: ClientError) -> bool:
     return False
 
 
+class _ConditionFailedError(Exception):
+    """A conditional write's condition did not hold (not an error: the caller decides)."""
+
+
 class DynamoStateStore(LeaseMixin):
     """State in a DynamoDB table made by `create_table`; safe for concurrent Lambda invocations."""
 
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table: str, *, retry: RetryPolicy = DEFAULT_RETRY
+    ) -> None:
         self._client = client
         self.table = table
+        self._retry = retry
 
     def _call(self, operation: str, call: Callable[[], _T]) -> _T:
-        """Run one DynamoDB call; failures become AwsCallError / RetryableAwsError."""
+        """One DynamoDB call, retried when worth it (a failed condition: _ConditionFailedError)."""
         try:
-            return call()
-        except (ClientError, BotoCoreError) as exc:
+            return retrying(self._retry, f"dynamodb:{operation}", self.table)(call)
+        except ClientError as exc:
+            if _failed_condition(exc):
+                raise _ConditionFailedError from exc
+            if error_code(exc) == "ResourceNotFoundException":
+                raise InputError(
+                    f"state table {self.table!r} does not exist in this account and region; "
+                    "create it with `scaler state init` (or deploy infra/lambda/template.yaml)"
+                ) from exc
             raise classify_aws_error(exc, operation=operation) from exc
+        except AWS_CALL_ERRORS as exc:
+            raise classify_aws_error(exc, operation=operation) from exc
+
+    def _write(self, operation: str, call: Callable[[], object]) -> bool:
+        """A conditional write: True when written, False when its condition failed."""
+        try:
+            self._call(operation, call)
+        except _ConditionFailedError:
+            return False
+        return True
+
+    def _fenced(self, items: list[Any], fence: Lease | None) -> list[Any]:
+        """`items` with, under `fence`, a check that the fence's lease still holds the group."""
+        if fence is None:
+            return items
+        check = {
+            "ConditionCheck": {
+                "TableName": self.table,
+                "Key": {"pk": _s(_LEASE + fence.group), "sk": _s("lease")},
+                "ConditionExpression": "#owner = :owner AND #token = :token",
+                "ExpressionAttributeNames": {"#owner": "owner", "#token": "token"},
+                "ExpressionAttributeValues": {
+                    ":owner": _s(fence.owner),
+                    ":token": _s(fence.token),
+                },
+            }
+        }
+        return [check, *items]
+
+    def _transact(self, items: list[Any], fence: Lease | None) -> bool:
+        """One transaction; False when a condition failed, LeaseLostError when the fence did."""
+        # One token for every attempt: a retry of a transaction that did commit is a no-op.
+        token = new_lease_token()
+        written = self._write(
+            "TransactWriteItems",
+            lambda: self._client.transact_write_items(
+                TransactItems=self._fenced(items, fence), ClientRequestToken=token
+            ),
+        )
+        if not written and fence is not None and not self._holds(fence):
+            raise LeaseLostError(
+                f"group {fence.group}: this tick's lease was lost; nothing written"
+            )
+        return written
+
+    def _holds(self, fence: Lease) -> bool:
+        lease = self.read_lease(fence.group)
+        return lease is not None and (lease.owner, lease.token) == (fence.owner, fence.token)
 
     def _query(self, **kwargs: Any) -> Iterator[Item]:
         """Every item a Query returns, page by page; `Limit` caps the total."""
@@ -129,7 +214,7 @@ class DynamoStateStore(LeaseMixin):
         )
         observations = tuple(
             Observation(
-                at=datetime.fromisoformat(item["sk"]["S"].replace("Z", "+00:00")),
+                at=from_time_key(item["sk"]["S"]),
                 proposal=int(item["proposal"]["N"]) if "N" in item["proposal"] else None,
                 data_complete=item["complete"]["BOOL"],
             )
@@ -146,9 +231,7 @@ class DynamoStateStore(LeaseMixin):
         return GroupHistory(
             group=group,
             observations=observations,
-            last_action_at=(
-                datetime.fromisoformat(action["at"]["S"].replace("Z", "+00:00")) if action else None
-            ),
+            last_action_at=(from_time_key(action["at"]["S"]) if action else None),
             last_target=int(action["target"]["N"]) if action else None,
         )
 
@@ -166,28 +249,29 @@ class DynamoStateStore(LeaseMixin):
         }
         self._call("PutItem", lambda: self._client.put_item(TableName=self.table, Item=item))
 
-    def record_action(self, group: str, *, at: datetime, target: int) -> None:
+    def record_action(
+        self, group: str, *, at: datetime, target: int, fence: Lease | None = None
+    ) -> None:
         """Remember an action that did, or may have, changed the group (never moves back)."""
-        try:
-            self._client.put_item(
-                TableName=self.table,
-                Item={
-                    "pk": _s(_ACTION + group),
-                    "sk": _s("last"),
-                    "at": _s(time_key(at)),
-                    "target": _n(target),
-                },
-                ConditionExpression="attribute_not_exists(pk) OR #at <= :at",
-                ExpressionAttributeNames={"#at": "at"},
-                ExpressionAttributeValues={":at": _s(time_key(at))},
-            )
-        except ClientError as exc:
-            if not _failed_condition(exc):
-                raise classify_aws_error(exc, operation="PutItem") from exc
-        except BotoCoreError as exc:
-            raise classify_aws_error(exc, operation="PutItem") from exc
+        put: Any = {
+            "TableName": self.table,
+            "Item": {
+                "pk": _s(_ACTION + group),
+                "sk": _s("last"),
+                "at": _s(time_key(at)),
+                "target": _n(target),
+            },
+            "ConditionExpression": "attribute_not_exists(pk) OR #at <= :at",
+            "ExpressionAttributeNames": {"#at": "at"},
+            "ExpressionAttributeValues": {":at": _s(time_key(at))},
+        }
+        # A newer action already recorded wins (the condition fails): nothing to do.
+        if fence is not None:
+            self._transact([{"Put": put}], fence)
+        else:
+            self._write("PutItem", lambda: self._client.put_item(**put))
 
-    def append_audit(self, record: AuditRecord) -> bool:
+    def append_audit(self, record: AuditRecord, *, fence: Lease | None = None) -> bool:
         """Append a record; False (and nothing written) if its (tick, group, phase) exists."""
         body = _s(record.model_dump_json())
         when = time_key(record.at)
@@ -220,15 +304,7 @@ class DynamoStateStore(LeaseMixin):
             items.append({"Put": {"TableName": self.table, "Item": {**open_key, "record": body}}})
         else:
             items.append({"Delete": {"TableName": self.table, "Key": open_key}})
-        try:
-            self._client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if _failed_condition(exc):
-                return False
-            raise classify_aws_error(exc, operation="TransactWriteItems") from exc
-        except BotoCoreError as exc:
-            raise classify_aws_error(exc, operation="TransactWriteItems") from exc
-        return True
+        return self._transact(items, fence)
 
     def audit(
         self,
@@ -278,46 +354,86 @@ class DynamoStateStore(LeaseMixin):
         records = [AuditRecord.model_validate_json(i["record"]["S"]) for i in items]
         return sorted(records, key=lambda r: r.at)
 
-    def acquire_lease(self, group: str, owner: str, *, now: datetime, ttl: timedelta) -> bool:
-        """Take or renew the group's lease until now+ttl; False while another owner holds it."""
-        try:
-            self._client.put_item(
+    def acquire_lease(
+        self, group: str, owner: str, *, now: datetime, ttl: timedelta
+    ) -> Lease | None:
+        """Take the group's lease until now+ttl (its owner renews, same token); None if taken."""
+        held = self.read_lease(group)
+        mine = held is not None and held.owner == owner and held.expires > now
+        token = held.token if mine and held is not None else new_lease_token()
+        lease = Lease(group=group, owner=owner, token=token, expires=now + ttl, renewed=now)
+        written = self._write(
+            "PutItem",
+            lambda: self._client.put_item(
                 TableName=self.table,
-                Item={
-                    "pk": _s(_LEASE + group),
-                    "sk": _s("lease"),
-                    "owner": _s(owner),
-                    "expires": _s(time_key(now + ttl)),
-                },
+                Item=self._lease_item(lease),
                 ConditionExpression=(
                     "attribute_not_exists(pk) OR #owner = :owner OR #expires <= :now"
                 ),
                 ExpressionAttributeNames={"#owner": "owner", "#expires": "expires"},
                 ExpressionAttributeValues={":owner": _s(owner), ":now": _s(time_key(now))},
-            )
-        except ClientError as exc:
-            if _failed_condition(exc):
-                return False
-            raise classify_aws_error(exc, operation="PutItem") from exc
-        except BotoCoreError as exc:
-            raise classify_aws_error(exc, operation="PutItem") from exc
-        return True
+            ),
+        )
+        return lease if written else None
+
+    def renew_lease(self, lease: Lease, *, now: datetime, ttl: timedelta) -> Lease | None:
+        """Extend a held lease to now+ttl; None if it was lost."""
+        renewed = lease.model_copy(update={"expires": now + ttl, "renewed": now})
+        written = self._write(
+            "PutItem",
+            lambda: self._client.put_item(
+                TableName=self.table,
+                Item=self._lease_item(renewed),
+                ConditionExpression="#owner = :owner AND #token = :token",
+                ExpressionAttributeNames={"#owner": "owner", "#token": "token"},
+                ExpressionAttributeValues={":owner": _s(lease.owner), ":token": _s(lease.token)},
+            ),
+        )
+        return renewed if written else None
+
+    def read_lease(self, group: str) -> Lease | None:
+        """The group's lease as stored (held or expired), or None."""
+        item = self._call(
+            "GetItem",
+            lambda: self._client.get_item(
+                TableName=self.table,
+                Key={"pk": _s(_LEASE + group), "sk": _s("lease")},
+                ConsistentRead=True,
+            ),
+        ).get("Item")
+        if item is None or "token" not in item:
+            return None  # none, or one from before fenced leases: free to take
+        return Lease(
+            group=group,
+            owner=item["owner"]["S"],
+            token=item["token"]["S"],
+            expires=from_time_key(item["expires"]["S"]),
+            renewed=from_time_key(item["renewed"]["S"]),
+        )
+
+    @staticmethod
+    def _lease_item(lease: Lease) -> Item:
+        return {
+            "pk": _s(_LEASE + lease.group),
+            "sk": _s("lease"),
+            "owner": _s(lease.owner),
+            "token": _s(lease.token),
+            "expires": _s(time_key(lease.expires)),
+            "renewed": _s(time_key(lease.renewed)),
+        }
 
     def release_lease(self, group: str, owner: str) -> None:
         """Give the lease back if `owner` still holds it."""
-        try:
-            self._client.delete_item(
+        self._write(
+            "DeleteItem",
+            lambda: self._client.delete_item(
                 TableName=self.table,
                 Key={"pk": _s(_LEASE + group), "sk": _s("lease")},
                 ConditionExpression="#owner = :owner",
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={":owner": _s(owner)},
-            )
-        except ClientError as exc:
-            if not _failed_condition(exc):
-                raise classify_aws_error(exc, operation="DeleteItem") from exc
-        except BotoCoreError as exc:
-            raise classify_aws_error(exc, operation="DeleteItem") from exc
+            ),
+        )
 
     def close(self) -> None:
         """Nothing to release: the client belongs to the caller."""

@@ -1,4 +1,9 @@
-"""The default state store: one SQLite file; the lease is taken inside a BEGIN IMMEDIATE."""
+"""The default state store: one SQLite file; every write is one BEGIN IMMEDIATE transaction.
+
+Opened by `scaler.control.store.open_store`. The file is checked (`PRAGMA quick_check`) when
+opened: a damaged page SQLite would not notice on its own must never let a tick act on
+half-read history.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,25 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from scaler.control.audit import AuditRecord
 from scaler.control.history import GroupHistory, Observation
-from scaler.control.state import OBSERVATION_RETENTION, STATE_ENV, LeaseMixin, StateStoreError
+from scaler.control.store.base import (
+    OBSERVATION_RETENTION,
+    Lease,
+    LeaseLostError,
+    LeaseMixin,
+    StateStoreError,
+    StoreDamagedError,
+    from_time_key,
+    new_lease_token,
+    time_key,
+)
 from scaler.errors import InputError
 
-__all__ = ["SqliteStateStore", "time_key"]
+__all__ = ["SqliteStateStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS observations (
@@ -28,31 +43,37 @@ CREATE TABLE IF NOT EXISTS audit (
     UNIQUE (grp, tick_id, phase));
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (grp, at);
 CREATE TABLE IF NOT EXISTS leases (
-    grp TEXT PRIMARY KEY, owner TEXT NOT NULL, expires TEXT NOT NULL);
+    grp TEXT PRIMARY KEY, owner TEXT NOT NULL, token TEXT NOT NULL, expires TEXT NOT NULL,
+    renewed TEXT NOT NULL);
 """
+_LEASE_COLUMNS = {"grp", "owner", "token", "expires", "renewed"}
+# SQLite's own words for "another process holds the lock": transient, worth the next tick.
+_BUSY = ("locked", "busy")
 
 
-def time_key(when: datetime) -> str:
-    """UTC time as fixed-width text, so text order is time order (microseconds kept)."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _damaged(path: Path, why: str) -> StoreDamagedError:
+    return StoreDamagedError(
+        f"state file {path} is damaged ({why}); scaler will not act on it. Move it aside "
+        f"(mv {path} {path}.damaged), then `scaler state init` makes a new one; the old audit "
+        f"log can be salvaged with `sqlite3 {path}.damaged .recover`"
+    )
 
 
 @contextmanager
 def _state_errors(path: Path) -> Iterator[None]:
     try:
         yield
-    except sqlite3.Error as exc:
-        raise StateStoreError(f"state file {path}: {exc}") from exc
-
-
-def _from_key(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) or any(w in text for w in _BUSY):
+            raise StateStoreError(f"state file {path}: {text}") from exc
+        raise _damaged(path, text) from exc
 
 
 class SqliteStateStore(LeaseMixin):
     """State in one SQLite file; safe for overlapping processes (cron runs) on one host."""
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,13 +81,28 @@ class SqliteStateStore(LeaseMixin):
             self._db = sqlite3.connect(
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
-            self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise InputError(
                 f"cannot open state file {self.path}: {exc}; set state.path in the policy "
-                f"or {STATE_ENV}"
+                "or SCALER_STATE to a writable path"
             ) from exc
         self._lock = threading.Lock()
+        with _state_errors(self.path):
+            self._check_integrity()
+            self._db.executescript(_SCHEMA)
+            self._upgrade_leases()
+
+    def _check_integrity(self) -> None:
+        rows = self._db.execute("PRAGMA quick_check").fetchall()
+        problems = [str(r[0]) for r in rows if r[0] != "ok"]
+        if problems:
+            raise _damaged(self.path, "; ".join(problems[:3]))
+
+    def _upgrade_leases(self) -> None:
+        """A file from before fenced leases: leases are transient, so the table is remade."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(leases)")}
+        if columns != _LEASE_COLUMNS:
+            self._db.executescript("DROP TABLE leases;" + _SCHEMA)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -75,16 +111,32 @@ class SqliteStateStore(LeaseMixin):
             yield self._db
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that takes the file's write lock up front (no upgrade deadlock)."""
+    def _write(self, fence: Lease | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction that takes the file's write lock up front (no upgrade deadlock).
+
+        With `fence`, the transaction first checks that lease still holds its group.
+        """
         with self._lock, _state_errors(self.path):
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if fence is not None:
+                    self._check_fence(fence)
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _check_fence(self, fence: Lease) -> None:
+        row = self._db.execute(
+            "SELECT owner, token FROM leases WHERE grp = ?", (fence.group,)
+        ).fetchone()
+        if row is None or tuple(row) != (fence.owner, fence.token):
+            holder = "nobody" if row is None else f"{row[0]}"
+            raise LeaseLostError(
+                f"group {fence.group}: this tick's lease was lost (now held by {holder}); "
+                "nothing written"
+            )
 
     def history(self, group: str, *, since: datetime) -> GroupHistory:
         """Observations at or after `since`, the newest one before it, and the last action."""
@@ -100,13 +152,13 @@ class SqliteStateStore(LeaseMixin):
                 "SELECT at, target FROM actions WHERE grp = ?", (group,)
             ).fetchone()
         observations = tuple(
-            Observation(at=_from_key(at), proposal=proposal, data_complete=bool(complete))
+            Observation(at=from_time_key(at), proposal=proposal, data_complete=bool(complete))
             for at, proposal, complete in rows
         )
         return GroupHistory(
             group=group,
             observations=observations,
-            last_action_at=_from_key(action[0]) if action else None,
+            last_action_at=from_time_key(action[0]) if action else None,
             last_target=action[1] if action else None,
         )
 
@@ -127,18 +179,20 @@ class SqliteStateStore(LeaseMixin):
                 (group, time_key(observation.at - OBSERVATION_RETENTION)),
             )
 
-    def record_action(self, group: str, *, at: datetime, target: int) -> None:
+    def record_action(
+        self, group: str, *, at: datetime, target: int, fence: Lease | None = None
+    ) -> None:
         """Remember an action that did, or may have, changed the group (never moves back)."""
-        with self._write() as db:
+        with self._write(fence) as db:
             db.execute(
                 "INSERT INTO actions VALUES (?, ?, ?) ON CONFLICT (grp) DO UPDATE "
                 "SET at = excluded.at, target = excluded.target WHERE excluded.at >= actions.at",
                 (group, time_key(at), target),
             )
 
-    def append_audit(self, record: AuditRecord) -> bool:
+    def append_audit(self, record: AuditRecord, *, fence: Lease | None = None) -> bool:
         """Append a record; False (and nothing written) if its (tick, group, phase) exists."""
-        with self._write() as db:
+        with self._write(fence) as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO audit (grp, tick_id, phase, at, record) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -188,17 +242,51 @@ class SqliteStateStore(LeaseMixin):
             ).fetchall()
         return [AuditRecord.model_validate_json(row[0]) for row in rows]
 
-    def acquire_lease(self, group: str, owner: str, *, now: datetime, ttl: timedelta) -> bool:
-        """Take or renew the group's lease until now+ttl; False while another owner holds it."""
+    def acquire_lease(
+        self, group: str, owner: str, *, now: datetime, ttl: timedelta
+    ) -> Lease | None:
+        """Take the group's lease until now+ttl (its owner renews, same token); None if taken."""
         with self._write() as db:
-            row = db.execute("SELECT owner, expires FROM leases WHERE grp = ?", (group,)).fetchone()
-            if row is not None and row[0] != owner and row[1] > time_key(now):
-                return False
+            row = db.execute(
+                "SELECT owner, token, expires FROM leases WHERE grp = ?", (group,)
+            ).fetchone()
+            live = row is not None and row[2] > time_key(now)
+            if live and row[0] != owner:
+                return None
+            token = row[1] if live and row[0] == owner else new_lease_token()
+            lease = Lease(group=group, owner=owner, token=token, expires=now + ttl, renewed=now)
             db.execute(
-                "INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
-                (group, owner, time_key(now + ttl)),
+                "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?)",
+                (group, owner, token, time_key(lease.expires), time_key(now)),
             )
-            return True
+            return lease
+
+    def renew_lease(self, lease: Lease, *, now: datetime, ttl: timedelta) -> Lease | None:
+        """Extend a held lease to now+ttl; None if it was lost."""
+        renewed = lease.model_copy(update={"expires": now + ttl, "renewed": now})
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE leases SET expires = ?, renewed = ? WHERE grp = ? AND owner = ? "
+                "AND token = ?",
+                (time_key(renewed.expires), time_key(now), lease.group, lease.owner, lease.token),
+            )
+            return renewed if cursor.rowcount == 1 else None
+
+    def read_lease(self, group: str) -> Lease | None:
+        """The group's lease as stored (held or expired), or None."""
+        with self._read():
+            row = self._db.execute(
+                "SELECT owner, token, expires, renewed FROM leases WHERE grp = ?", (group,)
+            ).fetchone()
+        if row is None:
+            return None
+        return Lease(
+            group=group,
+            owner=row[0],
+            token=row[1],
+            expires=from_time_key(row[2]),
+            renewed=from_time_key(row[3]),
+        )
 
     def release_lease(self, group: str, owner: str) -> None:
         """Give the lease back if `owner` still holds it."""

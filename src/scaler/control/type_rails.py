@@ -1,18 +1,22 @@
-"""Planning an instance type change: a launch template version, an instance refresh, the rails."""
+"""Planning an instance type change: a launch template version, an instance refresh, the rails.
+
+Called by the controller after the capacity decision; pure (no AWS): the plan is carried out
+by `type_actuator.TypeChanger`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from scaler.control.audit import AwsCall, make_tick_id
 from scaler.control.history import GroupHistory
-from scaler.control.rails import Rail, RailSettings
-from scaler.control_settings import TypeChangeSettings
+from scaler.control.rails import Rail, RailSettings, busy_rails
+from scaler.control.settings import TypeChangeSettings
 from scaler.errors import InputError
 from scaler.models import GroupState
 
@@ -209,30 +213,5 @@ def _blocking(
                 "instance, an outage; set type_change.allow_single_instance to accept that",
             )
         )
-    if not group.activity_checked:
-        out.append(
-            (
-                Rail.SCALING_ACTIVITY,
-                "scaling activities and instance refreshes were not read: no type change",
-            )
-        )
-    if group.instance_refresh_in_progress:
-        out.append((Rail.INSTANCE_REFRESH, "an instance refresh is running: no type change"))
-    if group.activities_in_progress > 0:
-        out.append(
-            (
-                Rail.SCALING_ACTIVITY,
-                f"{group.activities_in_progress} scaling activity(ies) running: no type change",
-            )
-        )
-    if history.last_action_at is not None:
-        since = now - history.last_action_at
-        if since < timedelta(seconds=rails.cooldown_seconds):
-            out.append(
-                (
-                    Rail.COOLDOWN,
-                    f"last action {int(since.total_seconds())}s ago, inside the "
-                    f"{rails.cooldown_seconds}s cooldown: no type change",
-                )
-            )
+    out += busy_rails(group, history, rails, now, what="no type change")
     return out

@@ -1,19 +1,23 @@
-"""Applying a type change: intent, CreateLaunchTemplateVersion, StartInstanceRefresh, outcome."""
+"""Applying a type change: intent, CreateLaunchTemplateVersion, StartInstanceRefresh, outcome.
+
+Called by the controller with the plan from `type_rails.plan_type_change`; the recording
+sequence (duplicates, interrupted intents, fenced intent and outcome) is the base's, in
+`actuator.py`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from scaler.aws import AWS_CALL_ERRORS, outcome_unknown
+from scaler.control.actuator import RecordingActuator, finish, hold
 from scaler.control.audit import AuditRecord, AwsCall, Mode, RecordedOutcome, Result
-from scaler.control.calls import AWS_CALL_ERRORS, classify_aws_error, outcome_unknown
 from scaler.control.rails import Rail
-from scaler.control.state import StateStore, record_outcome
-from scaler.control.type_change import TypeChangeDecision, type_change_tick_id
-from scaler.errors import AwsCallError, RetryableAwsError, ScalerError
+from scaler.control.store import Lease, StateStore
+from scaler.control.type_rails import TypeChangeDecision, type_change_tick_id
 from scaler.models import EvidenceValue, GroupState, format_time
 
 if TYPE_CHECKING:
@@ -49,16 +53,18 @@ class TypeChangeResult(RecordedOutcome):
         return self.outcome.created.get("instance_refresh_id")
 
 
-class TypeChanger:
-    """Carries out type change decisions: records every one, calls AWS only in apply mode."""
+class TypeChanger(RecordingActuator[TypeChangeDecision, TypeChangeResult]):
+    """Carries out type change decisions: CreateLaunchTemplateVersion, StartInstanceRefresh."""
+
+    action = "instance_type"
+    result_type = TypeChangeResult
 
     def __init__(
         self, autoscaling: AutoScalingClient, ec2: EC2Client, store: StateStore, *, dry_run: bool
     ) -> None:
+        super().__init__(store, dry_run=dry_run)
         self._autoscaling = autoscaling
         self._ec2 = ec2
-        self._store = store
-        self.dry_run = dry_run
 
     def mode_for(self, decision: TypeChangeDecision) -> Mode:
         """dry-run if made so, under the kill switch, or with type_change.apply off; else apply."""
@@ -66,24 +72,23 @@ class TypeChanger:
             "dry-run" if self.dry_run or decision.kill_switch or not decision.enabled else "apply"
         )
 
-    def act(
+    def outcome_for(
         self,
         group: GroupState,
         decision: TypeChangeDecision,
         *,
         tick_id: str,
         now: datetime,
-        evidence: Mapping[str, EvidenceValue] | None = None,
-    ) -> TypeChangeResult:
-        """Record the decision; in apply mode create the version and start the refresh, once."""
-        outcome = AuditRecord(
+        evidence: dict[str, EvidenceValue],
+    ) -> AuditRecord:
+        return AuditRecord(
             tick_id=type_change_tick_id(tick_id),
             group=group.name,
             at=now,
             mode=self.mode_for(decision),
             phase="outcome",
             current=group.desired,
-            evidence=dict(evidence or {}),
+            evidence=evidence,
             rails=[str(r) for r in decision.held_by],
             notes=list(decision.notes),
             action="instance_type",
@@ -91,39 +96,35 @@ class TypeChanger:
             current_type=decision.current_type,
             target_type=decision.new_type,
         )
-        try:
-            return self._act(group, decision, outcome)
-        except ScalerError as exc:
-            # The state store failed before any AWS call: never act without a record.
-            failed = _finish(outcome, "failed", f"state store: {exc}", _retryable(exc))
-            log.error("state_store_failed", group=group.name, tick=tick_id, error=str(exc))
-            return TypeChangeResult(outcome=failed, recorded=False)
 
-    def _act(
+    def held_when_acting(
         self, group: GroupState, decision: TypeChangeDecision, outcome: AuditRecord
-    ) -> TypeChangeResult:
-        store = self._store
-        earlier = [
-            r for r in store.audit(group.name, tick_id=outcome.tick_id) if r.phase == "outcome"
-        ]
-        if earlier:
-            return TypeChangeResult(outcome=earlier[-1], duplicate=True)
-        interrupted = [
-            self._close_interrupted(intent, group, outcome.at)
-            for intent in store.open_intents(group.name)
-            if intent.action == "instance_type"
-        ]
-        if same_tick := [r for r in interrupted if r.tick_id == outcome.tick_id]:
-            return TypeChangeResult(outcome=same_tick[-1], duplicate=True, interrupted=interrupted)
-        held = _held_here(group, decision, outcome, interrupted)
-        if held is not None or not outcome.calls or outcome.mode == "dry-run":
-            final = held or _finish(outcome, _no_call_result(decision), None, None)
-            return TypeChangeResult(
-                outcome=final, recorded=store.append_audit(final), interrupted=interrupted
+    ) -> AuditRecord | None:
+        now_sees = (group.name, group.instance_type, group.launch_template, group.desired)
+        planned = (
+            decision.group,
+            decision.current_type,
+            decision.launch_template,
+            decision.desired,
+        )
+        if now_sees != planned:
+            return hold(
+                outcome,
+                Rail.STALE_DECISION,
+                f"the plan assumed group {planned[0]}, type {planned[1]}, template {planned[2]}, "
+                f"desired {planned[3]}, but acting sees {now_sees[0]}, {now_sees[1]}, "
+                f"{now_sees[2]}, {now_sees[3]}: no action",
             )
-        return self._apply(outcome, interrupted)
+        return None
 
-    def _apply(self, outcome: AuditRecord, interrupted: list[AuditRecord]) -> TypeChangeResult:
+    def no_call_result(self, decision: TypeChangeDecision, outcome: AuditRecord) -> Result:
+        if decision.calls:
+            return "dry-run"
+        return "unchanged" if set(decision.held_by) <= _BENIGN else "held"
+
+    def apply(
+        self, outcome: AuditRecord, interrupted: list[AuditRecord], fence: Lease | None
+    ) -> TypeChangeResult:
         """Intent, calls, outcome: a crash between leaves an intent the next tick finds."""
         create, start = outcome.calls
         source = str(create.params["SourceVersion"])
@@ -135,18 +136,15 @@ class TypeChanger:
             )
             planned = [_with_version(start, reused)]
             outcome = outcome.model_copy(update={"calls": planned, "notes": [*outcome.notes, note]})
-        intent = outcome.model_copy(update={"phase": "intent"})
-        if not self._store.append_audit(intent):
-            note = "another run of this tick wrote its intent first and owns the calls"
-            held = outcome.model_copy(update={"result": "held", "notes": [*outcome.notes, note]})
-            return TypeChangeResult(outcome=held, duplicate=True, recorded=False)
+        if (duplicate := self.write_intent(outcome, fence)) is not None:
+            return duplicate
         if reused is not None:
             version, calls = reused, []
         else:
             try:
                 version, calls = self._create_version(create), [create]
             except AWS_CALL_ERRORS as exc:
-                final = self._failed(
+                final = self.failed(
                     outcome,
                     exc,
                     "CreateLaunchTemplateVersion",
@@ -155,7 +153,9 @@ class TypeChanger:
                     else "no launch template version was created and no refresh started",
                 )
                 # Nothing reached the group: no cooldown.
-                return self._record_after_calls(final, started=False, interrupted=interrupted)
+                return self.record_after_call(
+                    final, action_target=None, interrupted=interrupted, fence=fence
+                )
         made = _with_version(start, version)
         calls.append(made)
         created = {"launch_template_version": version, "source_version": source}
@@ -170,9 +170,15 @@ class TypeChanger:
                 else "but no instance refresh started: the group still launches its old "
                 "version; a later tick reuses this version"
             )
-            final = self._failed(outcome, exc, "StartInstanceRefresh", left)
+            final = self.failed(outcome, exc, "StartInstanceRefresh", left)
             final = final.model_copy(update={"calls": calls, "created": created})
-            return self._record_after_calls(final, started=unknown, interrupted=interrupted)
+            # A refresh that may have run starts the cooldown; desired is unchanged.
+            return self.record_after_call(
+                final,
+                action_target=final.current if unknown else None,
+                interrupted=interrupted,
+                fence=fence,
+            )
         created["instance_refresh_id"] = answer["InstanceRefreshId"]
         log.info(
             "instance_refresh_started",
@@ -180,10 +186,27 @@ class TypeChanger:
             instance_type=outcome.target_type,
             **created,
         )
-        final = _finish(outcome, "applied", None, None).model_copy(
+        final = finish(outcome, "applied", None, None).model_copy(
             update={"calls": calls, "created": created}
         )
-        return self._record_after_calls(final, started=True, interrupted=interrupted)
+        return self.record_after_call(
+            final, action_target=final.current, interrupted=interrupted, fence=fence
+        )
+
+    def interrupted_note(self, intent: AuditRecord, group: GroupState) -> tuple[str, bool]:
+        # A refresh running now is the one that tick started (the rails allow only one).
+        took = group.instance_refresh_in_progress
+        note = (
+            f"tick {intent.tick_id} recorded at {format_time(intent.at)} that it would change the "
+            f"type to {intent.target_type} but never recorded the outcome: a launch template "
+            "version may exist; "
+            + (
+                "an instance refresh is running, so cooldown counts from that attempt"
+                if took
+                else "no instance refresh is running, so the refresh never started: no cooldown"
+            )
+        )
+        return note, took
 
     def _left_behind(self, outcome: AuditRecord, create: AwsCall) -> str | None:
         """A version a failed earlier change made from the same source for the same type."""
@@ -224,49 +247,6 @@ class TypeChanger:
         answer = self._ec2.create_launch_template_version(**_kwargs(call))
         return str(answer["LaunchTemplateVersion"]["VersionNumber"])
 
-    def _failed(
-        self, outcome: AuditRecord, exc: Exception, operation: str, left: str
-    ) -> AuditRecord:
-        error = classify_aws_error(exc, operation=operation)
-        result: Result = "unknown" if outcome_unknown(exc) else "failed"
-        log.warning("type_change_failed", group=outcome.group, error=str(error), left=left)
-        final = _finish(outcome, result, str(error), _retryable(error))
-        return final.model_copy(update={"notes": [*final.notes, left]})
-
-    def _record_after_calls(
-        self, final: AuditRecord, *, started: bool, interrupted: list[AuditRecord]
-    ) -> TypeChangeResult:
-        """Record what the calls did; if the store fails now the intent stays open for next tick."""
-        # A refresh that ran, or may have run, starts the cooldown; desired is unchanged.
-        final, recorded = record_outcome(
-            self._store, final, action_target=final.current if started else None
-        )
-        return TypeChangeResult(outcome=final, recorded=recorded, interrupted=interrupted)
-
-    def _close_interrupted(
-        self, intent: AuditRecord, group: GroupState, now: datetime
-    ) -> AuditRecord:
-        """Close a type change intent a crashed tick left, treating its calls as possibly made."""
-        note = (
-            f"tick {intent.tick_id} recorded at {format_time(intent.at)} that it would change the "
-            f"type to {intent.target_type} but never recorded the outcome: a launch template "
-            "version and an instance refresh may exist (check DescribeInstanceRefreshes); "
-            "cooldown counts from that attempt"
-        )
-        closed = intent.model_copy(
-            update={
-                "phase": "outcome",
-                "at": now,
-                "current": group.desired,
-                "result": "interrupted",
-                "notes": [*intent.notes, note],
-            }
-        )
-        self._store.record_action(group.name, at=intent.at, target=group.desired)
-        self._store.append_audit(closed)
-        log.warning("interrupted_type_change", group=group.name, tick=intent.tick_id, note=note)
-        return closed
-
 
 def _kwargs(call: AwsCall) -> Any:
     """The recorded params as the boto3 call's keyword arguments: what is sent is what is logged."""
@@ -286,55 +266,3 @@ def _with_version(call: AwsCall, version: str) -> AwsCall:
     params = call.model_dump()["params"]
     params["DesiredConfiguration"]["LaunchTemplate"]["Version"] = version
     return call.model_copy(update={"params": params})
-
-
-def _held_here(
-    group: GroupState,
-    decision: TypeChangeDecision,
-    outcome: AuditRecord,
-    interrupted: list[AuditRecord],
-) -> AuditRecord | None:
-    """Rails seen only when acting: an interrupted change, or a plan made on an old state."""
-    if not outcome.calls:
-        return None
-    if interrupted:
-        return _hold(
-            outcome, Rail.INTERRUPTED_ACTION, "an earlier type change was interrupted: no action"
-        )
-    now_sees = (group.name, group.instance_type, group.launch_template, group.desired)
-    planned = (decision.group, decision.current_type, decision.launch_template, decision.desired)
-    if now_sees != planned:
-        return _hold(
-            outcome,
-            Rail.STALE_DECISION,
-            f"the plan assumed group {planned[0]}, type {planned[1]}, template {planned[2]}, "
-            f"desired {planned[3]}, but acting sees {now_sees[0]}, {now_sees[1]}, "
-            f"{now_sees[2]}, {now_sees[3]}: no action",
-        )
-    return None
-
-
-def _hold(outcome: AuditRecord, rail: Rail, note: str) -> AuditRecord:
-    return outcome.model_copy(
-        update={
-            "result": "held",
-            "rails": [*outcome.rails, str(rail)],
-            "notes": [*outcome.notes, note],
-        }
-    )
-
-
-def _no_call_result(decision: TypeChangeDecision) -> Result:
-    if decision.calls:
-        return "dry-run"
-    return "unchanged" if set(decision.held_by) <= _BENIGN else "held"
-
-
-def _finish(
-    outcome: AuditRecord, result: Result, error: str | None, retryable: bool | None
-) -> AuditRecord:
-    return outcome.model_copy(update={"result": result, "error": error, "retryable": retryable})
-
-
-def _retryable(exc: Exception) -> bool:
-    return isinstance(exc, RetryableAwsError) or not isinstance(exc, AwsCallError)
