@@ -26,6 +26,7 @@ from scaler.control import (
     ActionResult,
     Actuator,
     Observation,
+    Rail,
     RailDecision,
     StateStore,
     TypeChanger,
@@ -36,7 +37,7 @@ from scaler.control import (
     make_tick_id,
     plan_type_change,
 )
-from scaler.errors import ScalerError
+from scaler.errors import InputError, ScalerError
 from scaler.instances.catalog import Catalog
 from scaler.live import GroupAdvice, advise
 from scaler.models import EvidenceValue, GroupError, GroupState
@@ -87,7 +88,12 @@ class GroupOutcome(BaseModel):
         if self.status in ("failed", "abandoned") or self.stale_lease:
             return False
         done = [a for a in (self.action, self.type_change) if a is not None]
-        return all(a.recorded and a.result not in ("failed", "unknown") for a in done)
+        return all(
+            a.recorded
+            and a.result not in ("failed", "unknown")
+            and Rail.DEADLINE not in a.outcome.rails
+            for a in done
+        )
 
 
 class TickReport(BaseModel):
@@ -129,8 +135,9 @@ def run_tick(
 ) -> TickReport:
     """Advise every group, then let the rails and the actuator decide each one.
 
-    `stop` (set by SIGTERM) abandons the groups not yet started; a group already started
-    finishes, so its audit record is never half-written.
+    `stop` (set by SIGTERM, or near Lambda's deadline) abandons the groups not yet started, and
+    a group already started writes no intent after it (its decision is recorded, held by the
+    `deadline` rail), so no AWS call outlives the stop and no audit record is half-written.
     """
     env = os.environ if environ is None else environ
     dry_run = not (apply or policy.mode == "apply")
@@ -138,8 +145,8 @@ def run_tick(
     # A dry-run never makes an apply tick of the same minute a duplicate: the mode is in the id.
     tick_id = make_tick_id(now, prefix=mode)
     owner = owner or default_owner()
-    actuator = Actuator(clients.autoscaling, store, dry_run=dry_run)
-    changer = TypeChanger(clients.autoscaling, clients.ec2, store, dry_run=dry_run)
+    actuator = Actuator(clients.autoscaling, store, dry_run=dry_run, deadline=stop)
+    changer = TypeChanger(clients.autoscaling, clients.ec2, store, dry_run=dry_run, deadline=stop)
     kill_env = kill_switch_from_env(env)
     tick = advise(policy, clients, now=now, catalog=catalog, retry=retry)
     outcomes: list[GroupOutcome] = []
@@ -248,6 +255,8 @@ def _decide(
                 action=action,
                 type_change=type_change,
             )
+    except InputError:
+        raise  # bad input (a state table that does not exist) fails every group alike: stop
     except ScalerError as exc:
         log.error("group_tick_failed", group=group.name, tick=tick_id, error=str(exc))
         return GroupOutcome(group=group.name, status="failed", advice=advice, error=str(exc))

@@ -8,9 +8,11 @@ Configured by environment, as a function's settings are:
   with `SCALER_KILL_SWITCH` set, the tick only advises.
 
 Each invocation's request id owns the groups' leases, so overlapping invocations never both act.
-The tick stops starting new groups shortly before the invocation's deadline. A tick that could
-not do its job raises `TickFailedError` after logging its report, so the function's Errors metric
-(and an alarm on it) says so.
+The tick stops starting new groups, and writing intents, 20 s before the invocation's deadline,
+and every call is bounded, so nothing outlives the invocation. A tick that could not do its job
+(including a group whose lease a dead holder left: the fleet runs without its controller)
+raises `TickFailedError` after logging its report, so the function's Errors metric (and an
+alarm on it) says so until it is recovered.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from scaler.aws import Clients, make_clients
+from botocore.config import Config
+
+from scaler.aws import Clients, RetryPolicy, make_clients
 from scaler.control import SqliteStateStore, open_store
 from scaler.controller import run_tick
 from scaler.errors import InputError, ScalerError
@@ -42,8 +46,14 @@ __all__ = [
 
 POLICY_ENV = "SCALER_POLICY"
 APPLY_ENV = "SCALER_APPLY"
-#: Stop starting groups this long before the invocation times out: room to finish one.
-DEADLINE_MARGIN_MS = 15_000
+#: Stop starting groups, and writing intents, this long before the invocation times out. Once
+#: an intent is written, what remains is bounded: SetDesiredCapacity (one attempt, at most
+#: 2 s to connect + 5 s to read) and the outcome write (retried within 4 s, one attempt at most
+#: 7 s): under 20 s. So no call outlives the invocation and no intent is left open.
+DEADLINE_MARGIN_MS = 20_000
+#: Every call's own bound in Lambda, and the retries' total: see DEADLINE_MARGIN_MS.
+CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5)
+RETRY = RetryPolicy(max_attempts=3, max_total_s=4.0, initial_backoff_s=0.2, max_backoff_s=2.0)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
@@ -68,7 +78,7 @@ def handler(event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
 @functools.cache
 def _warm_clients() -> Clients:
     """Made once per execution environment and reused while it stays warm."""
-    return make_clients()
+    return make_clients(config=CLIENT_CONFIG)
 
 
 def run_invocation(
@@ -80,7 +90,7 @@ def run_invocation(
 ) -> dict[str, Any]:
     """One tick as a Lambda invocation: the report as JSON, or TickFailedError after logging it."""
     policy = load_policy(environ.get(POLICY_ENV, "policy.yaml"))
-    store = open_store(policy.state, environ=environ, dynamodb=clients.dynamodb)
+    store = open_store(policy.state, environ=environ, dynamodb=clients.dynamodb, retry=RETRY)
     if isinstance(store, SqliteStateStore):
         store.close()
         raise InputError(
@@ -102,6 +112,7 @@ def run_invocation(
             environ=environ,
             owner=f"lambda:{context.aws_request_id}",
             stop=stop,
+            retry=RETRY,
         )
     finally:
         deadline.cancel()

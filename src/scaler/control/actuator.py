@@ -11,6 +11,7 @@ instance refresh, in `type_actuator.py`) and what holds them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
@@ -73,9 +74,14 @@ class RecordingActuator(Generic[DecisionT, ResultT]):
     #: The result type act() returns.
     result_type: type[ResultT]
 
-    def __init__(self, store: StateStore, *, dry_run: bool) -> None:
+    def __init__(
+        self, store: StateStore, *, dry_run: bool, deadline: threading.Event | None = None
+    ) -> None:
         self._store = store
         self.dry_run = dry_run
+        # Set when too little time is left to finish an action (Lambda's deadline): no intent
+        # is written after it, so no call can outlive the invocation.
+        self._deadline = deadline
 
     # What a subclass says: the record it would write, how it applies, what holds it.
 
@@ -180,7 +186,12 @@ class RecordingActuator(Generic[DecisionT, ResultT]):
         return self.held_when_acting(group, decision, outcome)
 
     def write_intent(self, outcome: AuditRecord, fence: Lease | None) -> ResultT | None:
-        """Write the intent before any call; a result (held, not recorded) if another run did."""
+        """Write the intent before any call; a result instead if the call must not be made."""
+        if self._deadline is not None and self._deadline.is_set():
+            note = "a stop came (SIGTERM, or the deadline is near) before this action: none started"
+            held = hold(outcome, Rail.DEADLINE, note)
+            recorded = self._store.append_audit(held, fence=fence)
+            return self.result_type(outcome=held, recorded=recorded)
         intent = outcome.model_copy(update={"phase": "intent"})
         if self._store.append_audit(intent, fence=fence):
             return None
@@ -261,8 +272,15 @@ class Actuator(RecordingActuator[RailDecision, ActionResult]):
     action = "capacity"
     result_type = ActionResult
 
-    def __init__(self, autoscaling: AutoScalingClient, store: StateStore, *, dry_run: bool) -> None:
-        super().__init__(store, dry_run=dry_run)
+    def __init__(
+        self,
+        autoscaling: AutoScalingClient,
+        store: StateStore,
+        *,
+        dry_run: bool,
+        deadline: threading.Event | None = None,
+    ) -> None:
+        super().__init__(store, dry_run=dry_run, deadline=deadline)
         self._autoscaling = autoscaling
 
     def mode_for(self, decision: RailDecision) -> Mode:

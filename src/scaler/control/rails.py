@@ -43,6 +43,7 @@ class Rail(StrEnum):
     # Applied by the actuator, which sees the group and the log at the moment of acting.
     INTERRUPTED_ACTION = "interrupted_action"
     STALE_DECISION = "stale_decision"
+    DEADLINE = "deadline"
     # Instance type changes only (control/type_rails.py).
     TYPE_CHANGE_DISABLED = "type_change_disabled"
     SAME_TYPE = "same_type"

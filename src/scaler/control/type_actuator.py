@@ -7,6 +7,7 @@ sequence (duplicates, interrupted intents, fenced intent and outcome) is the bas
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -60,9 +61,15 @@ class TypeChanger(RecordingActuator[TypeChangeDecision, TypeChangeResult]):
     result_type = TypeChangeResult
 
     def __init__(
-        self, autoscaling: AutoScalingClient, ec2: EC2Client, store: StateStore, *, dry_run: bool
+        self,
+        autoscaling: AutoScalingClient,
+        ec2: EC2Client,
+        store: StateStore,
+        *,
+        dry_run: bool,
+        deadline: threading.Event | None = None,
     ) -> None:
-        super().__init__(store, dry_run=dry_run)
+        super().__init__(store, dry_run=dry_run, deadline=deadline)
         self._autoscaling = autoscaling
         self._ec2 = ec2
 

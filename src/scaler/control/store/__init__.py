@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scaler.aws import DEFAULT_RETRY, RetryPolicy
 from scaler.control.settings import StateSettings
 from scaler.control.store.base import (
     OBSERVATION_RETENTION,
@@ -84,12 +85,13 @@ def open_store(
     *,
     environ: Mapping[str, str] | None = None,
     dynamodb: DynamoDBClient | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> StateStore:
     """The store a policy asks for; SCALER_STATE (a path or dynamodb://TABLE) overrides it."""
     table, path = state_location(settings, environ)
     if table is not None:
         if dynamodb is None:
             raise InputError(f"state table {table!r} needs AWS credentials for DynamoDB")
-        return DynamoStateStore(dynamodb, table)
+        return DynamoStateStore(dynamodb, table, retry=retry)
     assert path is not None
     return SqliteStateStore(path)
