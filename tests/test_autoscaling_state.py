@@ -120,8 +120,8 @@ def test_groups_are_described_in_batches(clients: Clients) -> None:
     )
 
 
-def test_instance_refreshes_unsupported_by_the_endpoint_is_said_once(clients: Clients) -> None:
-    """moto lacks DescribeInstanceRefreshes: asked once, then 'no refresh' for every group."""
+def test_instance_refreshes_are_read_for_every_group(clients: Clients) -> None:
+    """Each group's refreshes are read (the local AWS answers: none running)."""
     make_template(clients, "t-template", "m5.xlarge")
     for name in ("a", "b"):
         make_group(clients, name, LaunchTemplate={"LaunchTemplateName": "t-template"})
@@ -134,7 +134,7 @@ def test_instance_refreshes_unsupported_by_the_endpoint_is_said_once(clients: Cl
     assert all(
         isinstance(s, GroupState) and not s.instance_refresh_in_progress for s in states.values()
     )
-    assert asked == ["DescribeInstanceRefreshes"]
+    assert asked == ["DescribeInstanceRefreshes"] * 2
 
 
 def test_throttled_describe_marks_its_groups_retryable(clients: Clients) -> None:

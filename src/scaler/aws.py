@@ -56,6 +56,7 @@ __all__ = [
     "make_clients",
     "name_groups",
     "outcome_unknown",
+    "read_answer",
     "retrying",
 ]
 
@@ -212,20 +213,40 @@ def call_aws(
     /,
     *,
     retry: RetryPolicy = DEFAULT_RETRY,
+    expect: str | None = None,
     **kwargs: Any,
 ) -> T:
     """Call `fn(**kwargs)`, retrying throttling and 5xx only; failures name the call and groups.
 
-    Raises RetryableAwsError when retries ran out on a retryable failure, AwsCallError at once
-    on anything else (access denied, validation, not found).
+    `expect` names the key every good answer has (an empty list is still there): an answer
+    without it (an HTML page that happened to parse, a truncated body) is unreadable, never
+    an empty result. Raises RetryableAwsError when retries ran out on a retryable failure,
+    AwsCallError at once on anything else (access denied, validation, not found).
     """
     who = name_groups([groups] if isinstance(groups, str) else groups)
     attempt = retrying(retry, op_name, who)
+
+    def checked(**call_kwargs: Any) -> T:
+        answer = read_answer(fn, **call_kwargs)
+        if expect is not None and (not isinstance(answer, dict) or expect not in answer):
+            raise ResponseParserError(f"the answer has no {expect}: unreadable")
+        return answer
+
     try:
-        return attempt(fn, **kwargs)
+        return attempt(checked, **kwargs)
     except AWS_CALL_ERRORS as exc:
         attempts = int(attempt.statistics.get("attempt_number", 1))
         raise _as_error(op_name, who, exc, attempts) from exc
+
+
+def read_answer(fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """`fn(**kwargs)` for a boto3 method, with one more failure sorted: botocore's parser can
+    fail on a malformed answer (a well-formed HTML page) with a bare KeyError or TypeError,
+    which becomes ResponseParserError, an unreadable answer, like any other."""
+    try:
+        return fn(**kwargs)
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ResponseParserError(f"unreadable answer ({type(exc).__name__}: {exc})") from exc
 
 
 def retrying(retry: RetryPolicy, op_name: str, who: str) -> Retrying:

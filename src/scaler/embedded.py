@@ -40,6 +40,22 @@ class LocalAws:
             pass
 
 
+def _answer_instance_refreshes() -> None:
+    """Teach moto's server DescribeInstanceRefreshes, answered as AWS answers a group that never
+    had a refresh. Without it moto sends an HTML error page, and scaler (rightly) holds every
+    action on an answer it cannot read."""
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import ActionResult
+
+    if hasattr(AutoScalingResponse, "describe_instance_refreshes"):
+        return
+
+    def describe_instance_refreshes(self: AutoScalingResponse) -> ActionResult:
+        return ActionResult({"InstanceRefreshes": []})
+
+    AutoScalingResponse.describe_instance_refreshes = describe_instance_refreshes  # type: ignore[attr-defined]
+
+
 @contextlib.contextmanager
 def local_aws() -> Iterator[LocalAws]:
     """Start a moto server on a free loopback port for the duration of the block."""
@@ -52,6 +68,7 @@ def local_aws() -> Iterator[LocalAws]:
         ) from exc
     # werkzeug logs every request, and a traceback for each API moto lacks, to stderr.
     logging.getLogger("werkzeug").disabled = True
+    _answer_instance_refreshes()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

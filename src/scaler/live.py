@@ -29,6 +29,7 @@ from scaler.policy import GroupPolicy, Policy
 from scaler.signals import MINUTE, Signal, Window, floor_minute
 from scaler.sources.autoscaling import read_group_states
 from scaler.sources.cloudwatch import CloudWatchSource, MetricTarget
+from scaler.sources.plausible import drop_implausible
 
 __all__ = [
     "CORE_SIGNALS",
@@ -168,14 +169,19 @@ def advise_group(
     max_data_age_minutes: int,
 ) -> GroupAdvice:
     """One group's advice from its state and window (pure: no AWS here)."""
-    notes: list[str] = []
-    judged, as_of = as_of_data(window)
+    # A value no fleet can have is missing data: never read as a fleet that can shrink.
+    plausible = drop_implausible(window, in_service=state.in_service, max_size=state.max_size)
+    notes = list(plausible.notes)
+    judged, as_of = as_of_data(plausible.window)
     # A minute's datapoint is complete when the minute ends: the last complete minute is 0 old.
     age = None if as_of is None else int((floor_minute(now) - as_of).total_seconds()) // MINUTE - 1
-    complete = as_of is not None and age is not None and age <= max_data_age_minutes
+    fresh = as_of is not None and age is not None and age <= max_data_age_minutes
+    complete = fresh and not plausible.dropped_recent
+    if plausible.dropped_recent:
+        notes.append("implausible values in the newest minutes: no scale-in on this data")
     if as_of is None:
         notes.append(f"no minute has all of {', '.join(CORE_SIGNALS)}: no capacity opinion")
-    elif not complete:
+    elif not fresh:
         notes.append(
             f"newest complete data is {age} minutes old (limit {max_data_age_minutes}): "
             "no scale-in on stale data"

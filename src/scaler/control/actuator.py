@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import structlog
 
-from scaler.aws import AWS_CALL_ERRORS, classify_aws_error, outcome_unknown
+from scaler.aws import AWS_CALL_ERRORS, classify_aws_error, outcome_unknown, read_answer
 from scaler.control.audit import Action, AuditRecord, AwsCall, Mode, RecordedOutcome, Result
 from scaler.control.rails import Rail, RailDecision
 from scaler.control.store import Lease, StateStore
@@ -344,7 +344,8 @@ class Actuator(RecordingActuator[RailDecision, ActionResult]):
             return duplicate
         params = outcome.call.params
         try:
-            self._autoscaling.set_desired_capacity(
+            read_answer(
+                self._autoscaling.set_desired_capacity,
                 AutoScalingGroupName=str(params["AutoScalingGroupName"]),
                 DesiredCapacity=outcome.target,
                 HonorCooldown=bool(params["HonorCooldown"]),

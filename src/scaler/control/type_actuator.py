@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from botocore.parsers import ResponseParserError
 
-from scaler.aws import AWS_CALL_ERRORS, outcome_unknown
+from scaler.aws import AWS_CALL_ERRORS, outcome_unknown, read_answer
 from scaler.control.actuator import RecordingActuator, finish, hold
 from scaler.control.audit import AuditRecord, AwsCall, Mode, RecordedOutcome, Result
 from scaler.control.rails import Rail
@@ -167,7 +168,12 @@ class TypeChanger(RecordingActuator[TypeChangeDecision, TypeChangeResult]):
         calls.append(made)
         created = {"launch_template_version": version, "source_version": source}
         try:
-            answer = self._autoscaling.start_instance_refresh(**_kwargs(made))
+            answer = read_answer(self._autoscaling.start_instance_refresh, **_kwargs(made))
+            refresh_id = answer.get("InstanceRefreshId")
+            if not refresh_id:
+                raise ResponseParserError(
+                    "StartInstanceRefresh answered without an InstanceRefreshId"
+                )
         except AWS_CALL_ERRORS as exc:
             unknown = outcome_unknown(exc)
             new_type = outcome.target_type
@@ -186,7 +192,7 @@ class TypeChanger(RecordingActuator[TypeChangeDecision, TypeChangeResult]):
                 interrupted=interrupted,
                 fence=fence,
             )
-        created["instance_refresh_id"] = answer["InstanceRefreshId"]
+        created["instance_refresh_id"] = refresh_id
         log.info(
             "instance_refresh_started",
             group=outcome.group,
@@ -239,7 +245,9 @@ class TypeChanger(RecordingActuator[TypeChangeDecision, TypeChangeResult]):
             if k in ("LaunchTemplateId", "LaunchTemplateName")
         }
         try:
-            answer = self._ec2.describe_launch_template_versions(Versions=[version], **which)
+            answer = read_answer(
+                self._ec2.describe_launch_template_versions, Versions=[version], **which
+            )
         except AWS_CALL_ERRORS as exc:
             log.info("left_behind_version_unreadable", version=version, error=str(exc))
             return False
@@ -251,8 +259,11 @@ class TypeChanger(RecordingActuator[TypeChangeDecision, TypeChangeResult]):
 
     def _create_version(self, call: AwsCall) -> str:
         """Make the launch template version; its number, as DesiredConfiguration wants it."""
-        answer = self._ec2.create_launch_template_version(**_kwargs(call))
-        return str(answer["LaunchTemplateVersion"]["VersionNumber"])
+        answer = read_answer(self._ec2.create_launch_template_version, **_kwargs(call))
+        number = answer.get("LaunchTemplateVersion", {}).get("VersionNumber")
+        if number is None:
+            raise ResponseParserError("CreateLaunchTemplateVersion answered without a version")
+        return str(number)
 
 
 def _kwargs(call: AwsCall) -> Any:

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from botocore.parsers import ResponseParserError
 
-from scaler.aws import DEFAULT_RETRY, RetryPolicy, call_aws, error_code
+from scaler.aws import DEFAULT_RETRY, RetryPolicy, call_aws
 from scaler.errors import AwsCallError, RetryableAwsError
 from scaler.models import GroupError, GroupState
 
@@ -24,8 +23,6 @@ __all__ = ["DESCRIBE_BATCH", "read_group_states"]
 DESCRIBE_BATCH = 50  # names per DescribeAutoScalingGroups / DescribeLaunchConfigurations call
 _DONE_ACTIVITY = frozenset({"Successful", "Failed", "Cancelled"})
 _ACTIVE_REFRESH = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"})
-# How an endpoint that lacks an API answers (moto's server: an HTML 500 page).
-_UNSUPPORTED_CODES = frozenset({"InvalidAction", "NotImplemented", "UnknownOperationException"})
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +36,6 @@ class _Lookups:
     retry: RetryPolicy
     template_types: dict[tuple[str, str], str | None] = field(default_factory=dict)
     config_types: dict[str, str | None] = field(default_factory=dict)
-    refreshes_supported: bool = True
 
 
 def read_group_states(
@@ -103,6 +99,7 @@ def _describe_groups(
             names,
             client.describe_auto_scaling_groups,
             retry=retry,
+            expect="AutoScalingGroups",
             AutoScalingGroupNames=names,
             MaxRecords=100,
             **extra,
@@ -190,6 +187,7 @@ def _template_type(group: str, template: dict[str, str], lookups: _Lookups) -> s
             group,
             lookups.ec2.describe_launch_template_versions,
             retry=lookups.retry,
+            expect="LaunchTemplateVersions",
             Versions=[template["version"]],
             **which,
         )
@@ -206,6 +204,7 @@ def _config_type(group: str, config: str, lookups: _Lookups) -> str | None:
             group,
             lookups.autoscaling.describe_launch_configurations,
             retry=lookups.retry,
+            expect="LaunchConfigurations",
             LaunchConfigurationNames=[config],
         )
         configs = answer.get("LaunchConfigurations", [])
@@ -224,30 +223,22 @@ def _activities(group: str, lookups: _Lookups) -> int:
         group,
         lookups.autoscaling.describe_scaling_activities,
         retry=lookups.retry,
+        expect="Activities",
         AutoScalingGroupName=group,
         MaxRecords=20,
     )
-    return sum(1 for a in answer.get("Activities", []) if a.get("StatusCode") not in _DONE_ACTIVITY)
+    return sum(1 for a in answer["Activities"] if a.get("StatusCode") not in _DONE_ACTIVITY)
 
 
 def _refreshing(group: str, lookups: _Lookups) -> bool:
-    if not lookups.refreshes_supported:
-        return False
-    try:
-        answer = call_aws(
-            "autoscaling:DescribeInstanceRefreshes",
-            group,
-            lookups.autoscaling.describe_instance_refreshes,
-            retry=lookups.retry,
-            AutoScalingGroupName=group,
-            MaxRecords=5,
-        )
-    except AwsCallError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ResponseParserError) or error_code(cause or exc) in _UNSUPPORTED_CODES:
-            # A local endpoint (moto) without this API: say so once, and read "no refresh".
-            log.info("instance_refreshes_unsupported", group=group, error=str(exc))
-            lookups.refreshes_supported = False
-            return False
-        raise
-    return any(r.get("Status") in _ACTIVE_REFRESH for r in answer.get("InstanceRefreshes", []))
+    # Fails closed: an answer that cannot be read raises, and the rails hold (never "none").
+    answer = call_aws(
+        "autoscaling:DescribeInstanceRefreshes",
+        group,
+        lookups.autoscaling.describe_instance_refreshes,
+        retry=lookups.retry,
+        expect="InstanceRefreshes",
+        AutoScalingGroupName=group,
+        MaxRecords=5,
+    )
+    return any(r.get("Status") in _ACTIVE_REFRESH for r in answer["InstanceRefreshes"])

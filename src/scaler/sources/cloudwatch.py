@@ -223,9 +223,14 @@ class CloudWatchSource:
         for _ in range(_MAX_PAGES):
             page = {**request, **({"NextToken": token} if token else {})}
             response = call_aws(
-                "cloudwatch:GetMetricData", groups, counted, retry=self._retry, **page
+                "cloudwatch:GetMetricData",
+                groups,
+                counted,
+                retry=self._retry,
+                expect="MetricDataResults",
+                **page,
             )
-            for result in response.get("MetricDataResults", []):
+            for result in response["MetricDataResults"]:
                 qid = result.get("Id", "")
                 run.points.setdefault(qid, []).extend(
                     zip(result.get("Timestamps", []), result.get("Values", []), strict=False)

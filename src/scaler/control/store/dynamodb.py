@@ -20,6 +20,7 @@ from scaler.aws import (
     RetryPolicy,
     classify_aws_error,
     error_code,
+    read_answer,
     retrying,
 )
 from scaler.control.audit import AuditRecord
@@ -119,7 +120,10 @@ class DynamoStateStore(LeaseMixin):
     def _call(self, operation: str, call: Callable[[], _T]) -> _T:
         """One DynamoDB call, retried when worth it (a failed condition: _ConditionFailedError)."""
         try:
-            return retrying(self._retry, f"dynamodb:{operation}", self.table)(call)
+            answer: _T = retrying(self._retry, f"dynamodb:{operation}", self.table)(
+                read_answer, call
+            )
+            return answer
         except ClientError as exc:
             if _failed_condition(exc):
                 raise _ConditionFailedError from exc

@@ -1,0 +1,99 @@
+"""Values no fleet can have are missing data, not data: the last step from a source to a Window.
+
+Called by the live tick (`live.advise_group`) on every window it reads from CloudWatch, before
+any rule sees it. A negative instance count, an infinite backlog, a CPU share over 100%, or an
+in-service count that contradicts the Auto Scaling group's own description would otherwise read
+as a fleet that can shrink; here each becomes NaN (missing), and the caller is told in words
+("instances read -5: ignored") so the output says why a minute was not judged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scaler.signals import Signal, Window
+
+__all__ = ["MAX_COUNT", "PlausibleWindow", "drop_implausible"]
+
+#: More messages, or more per minute, than any queue or fleet holds (SQS has no hard limit,
+#: but 10^12 is past any real backlog): a larger reading is a broken metric.
+MAX_COUNT = 1e12
+# Percent signals may read a little over 100 from rounding; more is not a measurement.
+_PERCENT_LIMIT = 100.5
+_PERCENT = frozenset(
+    s
+    for s in (
+        "cpu_user",
+        "cpu_iowait",
+        "cpu_system",
+        "cpu_steal",
+        "cpu_idle",
+        "mem_used",
+        Signal.EBS_BYTE_BALANCE.value,
+        Signal.EBS_IO_BALANCE.value,
+    )
+)
+# How many of the newest minutes are compared with the group's description: the in-service
+# metric lags the group by a minute or two, so only a gross disagreement counts.
+_RECENT_MINUTES = 5
+
+
+class PlausibleWindow:
+    """A window with implausible values made missing, and one note per signal affected."""
+
+    def __init__(self, window: Window, notes: list[str], recent: bool) -> None:
+        self.window = window
+        self.notes = notes
+        #: True when a value near the judged minute was dropped: no scale-in on this window.
+        self.dropped_recent = recent
+
+
+def drop_implausible(window: Window, *, in_service: int, max_size: int) -> PlausibleWindow:
+    """`window` with every physically impossible value set to NaN, and what was dropped."""
+    series: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    recent = False
+    for name, values in window.series.items():
+        bad = ~np.isnan(values) & _impossible(name, values, max_size)
+        if name == Signal.INSTANCES.value:
+            bad |= _contradicts_group(values, in_service)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            notes.append(
+                f"{name} read {_show(values[first])} at "
+                f"{window.time_at(first):%H:%M} UTC"
+                + (f" and {int(bad.sum()) - 1} more minute(s)" if bad.sum() > 1 else "")
+                + ": outside what the fleet can have, ignored"
+            )
+            recent |= bool(bad[-_RECENT_MINUTES:].any())
+        series[name] = np.where(bad, np.nan, values) if bad.any() else values
+    if not notes:
+        return PlausibleWindow(window, [], False)
+    return PlausibleWindow(window.model_copy(update={"series": series}), notes, recent)
+
+
+def _impossible(name: str, values: np.ndarray, max_size: int) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        bad: np.ndarray = ~np.isfinite(values) | (values < 0) | (values > MAX_COUNT)
+        if name in _PERCENT:
+            bad |= values > _PERCENT_LIMIT
+        if name == Signal.INSTANCES.value:
+            # Whole instances, never more than the group may hold.
+            bad |= (values > max_size) | (np.abs(values - np.round(values)) > 0.01)
+    return bad
+
+
+def _contradicts_group(values: np.ndarray, in_service: int) -> np.ndarray:
+    """The newest minutes' instance counts far from what the group says is in service now."""
+    out = np.zeros(values.shape, dtype=bool)
+    tail = values[-_RECENT_MINUTES:]
+    allowed = max(2.0, 0.5 * in_service)
+    with np.errstate(invalid="ignore"):
+        out[-_RECENT_MINUTES:] = ~np.isnan(tail) & (np.abs(tail - in_service) > allowed)
+    return out
+
+
+def _show(value: float) -> str:
+    if not np.isfinite(value):
+        return str(value)
+    return f"{value:g}"
