@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scaler.aws import Clients
-from scaler.control import create_table
+from scaler.control import DynamoStateStore, create_table
 from scaler.demo_seed import seed_local_aws
 from scaler.errors import InputError
 from scaler.lambda_handler import TickFailedError, run_invocation
@@ -104,3 +105,42 @@ def test_no_time_left_abandons_groups_rather_than_start_them(
     with pytest.raises(TickFailedError):
         run_invocation(Context(remaining_ms=0), clients=clients, environ=environ, now=TICK)
     assert desired(clients) == 8
+
+
+def test_a_group_reached_after_the_margin_starts_no_call_and_leaves_no_intent(
+    clients: Clients, environ: dict[str, str]
+) -> None:
+    """25 s left: the deadline (20 s margin) comes while the group is read; nothing is started,
+    no intent stays open for the next invocation to mistake, and the invocation fails."""
+    stalls: list[int] = []
+
+    def slow_read(**_: object) -> None:
+        stalls.append(1)
+        time.sleep(5.5)  # the group's re-read before acting runs past the margin
+
+    clients.autoscaling.meta.events.register(
+        "before-call.auto-scaling.DescribeScalingActivities", slow_read
+    )
+    with pytest.raises(TickFailedError):
+        run_invocation(Context(remaining_ms=25_000), clients=clients, environ=environ, now=TICK)
+    assert stalls and desired(clients) == 8
+    store = DynamoStateStore(clients.dynamodb, TABLE)
+    assert store.open_intents("crash-asg") == []
+    (held,) = [r for r in store.audit("crash-asg") if r.action == "capacity"]
+    assert "deadline" in held.rails
+
+
+def test_a_dead_holders_lease_fails_every_invocation_until_it_expires(
+    clients: Clients, environ: dict[str, str]
+) -> None:
+    """A lease an invocation that died left: the next invocations fail (the Errors alarm fires)
+    and say who holds it; once it expires, the group is ticked again."""
+    store = DynamoStateStore(clients.dynamodb, TABLE)
+    ttl = timedelta(minutes=5)
+    assert store.acquire_lease("crash-asg", "lambda:dead", now=TICK - timedelta(minutes=2), ttl=ttl)
+    with pytest.raises(TickFailedError, match="crash-processor"):
+        run_invocation(Context("req-2"), clients=clients, environ=environ, now=TICK)
+    assert desired(clients) == 8
+    later = TICK + timedelta(minutes=4)  # past the dead lease's expiry
+    report = run_invocation(Context("req-3"), clients=clients, environ=environ, now=later)
+    assert report["groups"][0]["status"] == "decided"
