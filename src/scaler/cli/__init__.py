@@ -24,6 +24,7 @@ commands: Registry[tuple[str, Command]] = Registry("command")
 def _load_commands() -> None:
     # Imported for their registrations; listed here so the order of --help is stable.
     from scaler.cli import advise, backtest, catalog_cmd, demo, enrich, policy_cmd, run  # noqa: F401
+    from scaler.cli import simulate as _simulate  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:
