@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from scaler.errors import InputError
 from scaler.instances.catalog import Catalog
+from scaler.policy import GroupPolicy
 from scaler.signals import Series
 from scaler.sim.in_the_loop import TickRecord, group_policy, state_store
 from scaler.sim.policies import POLICY_NAMES, PolicyContext, SimPolicy, policies
@@ -38,9 +39,19 @@ def check_scaler(scenario: Scenario, where: str) -> None:
     try:
         group_policy(scenario, follow_type=True)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        path = ".".join(str(p) for p in ("scaler", *first["loc"]))
-        raise InputError(f"{where}: field {path!r}: {first['msg']}") from exc
+        problems = []
+        for error in exc.errors():
+            path = ".".join(str(p) for p in ("scaler", *error["loc"]))
+            if error["type"] == "extra_forbidden":
+                hint = (
+                    f"; valid: {', '.join(sorted(GroupPolicy.model_fields))}"
+                    if len(error["loc"]) == 1
+                    else " (`scaler policy schema` lists every field)"
+                )
+                problems.append(f"unknown field {path!r}{hint}")
+            else:
+                problems.append(f"field {path!r}: {error['msg']}")
+        raise InputError(f"{where}: " + "; ".join(problems)) from exc
 
 
 def run_policy(scenario: Scenario, rates: Series, name: str, *, seed: int, catalog: Catalog) -> Run:

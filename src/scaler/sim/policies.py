@@ -207,10 +207,11 @@ class Oracle:
             s, f = self.scenario, world.launch_facts
             disk = f.ebs_baseline_mb_s * 60 / s.mb_per_msg if s.mb_per_msg else math.inf
             self.per_instance = min(f.vcpus * 60 / s.cpu_s_per_msg, disk)
-        # Launch ahead by the launch delay; keep what the next FLAP_HORIZON minutes will need,
-        # so that a dip shorter than that is never worth a scale-in.
+        # Launch ahead by the launch delay (a launch serves from t + ahead, a scale-in takes
+        # effect now); keep what the next HORIZON_MINUTES will need, so a shorter dip is never
+        # worth a scale-in.
         ahead = self.scenario.launch_minutes
-        upcoming = world.arrivals[t + ahead : t + ahead + self.HORIZON_MINUTES]
+        upcoming = world.arrivals[t : t + ahead + self.HORIZON_MINUTES]
         peak = float(upcoming.max()) if len(upcoming) else float(world.arrivals[-1])
         # Whatever is queued now is worked off within the launch delay too.
         need = (peak + world.backlog / max(ahead, 1)) / self.per_instance

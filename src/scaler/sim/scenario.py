@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 _DATA = "data"
+_ARRIVAL_KINDS = ("constant", "steps", "sine", "replay")
 
 
 class _Strict(BaseModel):
@@ -253,7 +254,10 @@ def _explain(exc: ValidationError, where: str) -> str:
     """One line per mistake: the field's dotted path and what is wrong with it."""
     lines = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        loc = error["loc"]
+        if len(loc) > 1 and loc[0] == "arrivals" and loc[1] in _ARRIVAL_KINDS:
+            loc = (loc[0], *loc[2:])  # the union's tag is not a field the user wrote
+        field = ".".join(str(part) for part in loc) or "(top level)"
         if error["type"] == "extra_forbidden":
             valid = _valid_fields(error["loc"][:-1])
             lines.append(f"unknown field {field!r}; valid: {', '.join(valid)}")
