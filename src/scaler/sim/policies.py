@@ -116,17 +116,17 @@ class CpuTargetTracking(_TargetTracking):
     """Target tracking on the group's average CPUUtilization."""
 
     def metric(self, world: World, t: int, count: int) -> list[tuple[int, float]]:
-        return world.latest(world.measured_cpu, t, count, ec2=True)
+        return world.latest("cpu", t, count)
 
 
 class BacklogPerInstance(_TargetTracking):
     """The SQS guide's metric math: visible messages / InService instances."""
 
     def metric(self, world: World, t: int, count: int) -> list[tuple[int, float]]:
-        size = dict(world.latest(world.rec["size"], t, count + 5, ec2=True))
+        size = dict(world.latest("size", t, count + 5))
         return [
             (m, v / max(size[m], 1.0))
-            for m, v in world.latest(world.rec["visible"], t, count)
+            for m, v in world.latest("visible", t, count)
             if m in size  # metric math needs both metrics at the minute
         ]
 
@@ -144,7 +144,7 @@ class StepQueue:
     def decide(self, world: World, t: int) -> None:
         if t - self.last_action < self.COOLDOWN_MINUTES:
             return
-        points = [v for _, v in world.latest(world.rec["visible"], t, LOW_DATAPOINTS)]
+        points = [v for _, v in world.latest("visible", t, LOW_DATAPOINTS)]
         if not points:
             return
         before = world.desired

@@ -110,7 +110,7 @@ class World:
         self.visible_at = np.arange(n)[None, :] + 1 + delays  # row 0: SQS, row 1: EC2 and ASG
         self.noise = draw_noise(self.model, n)
         self.rec = {key: np.zeros(n) for key in _RECORDED}
-        self.measured_cpu = np.full(n, np.nan)
+        self._max_delay = high
         self.launch_facts = facts
         self.min_size, self.max_size = scenario.fleet.min_size, scenario.fleet.max_size
         self.desired = scenario.fleet.desired
@@ -159,19 +159,21 @@ class World:
 
     # ---- what CloudWatch shows ------------------------------------------------------------
 
-    def latest(
-        self, series: Series, t: int, count: int, *, ec2: bool = False
-    ) -> list[tuple[int, float]]:
-        """The newest `count` (minute, value) datapoints visible at minute t, newest first."""
-        row = self.visible_at[1 if ec2 else 0]
-        out: list[tuple[int, float]] = []
-        m = t - 1
-        floor = max(t - count - 10, 0)
-        while m >= floor and len(out) < count:
-            if row[m] <= t:
-                out.append((m, float(series[m])))
-            m -= 1
-        return out
+    def latest(self, signal: str, t: int, count: int) -> list[tuple[int, float]]:
+        """The newest `count` (minute, value) datapoints of `signal` visible at minute t, newest
+        first: `cpu` (average CPUUtilization), `visible` (messages) or `size` (InService)."""
+        first = max(t - count - self._max_delay - 1, 0)
+        row = self.visible_at[0 if signal == "visible" else 1, first:t]
+        minutes = np.flatnonzero(row <= t)[::-1][:count] + first
+        if signal == "cpu":
+            values = measured_cpu(self.rec["cpu_pct"][minutes], self.noise["cpu"][minutes])
+        else:
+            values = self.rec[signal][minutes]
+        return list(zip(minutes.tolist(), values.tolist(), strict=True))
+
+    def measured_cpu(self) -> Series:
+        """CPUUtilization as CloudWatch reports it, every minute simulated so far."""
+        return measured_cpu(self.rec["cpu_pct"][: self.t], self.noise["cpu"][: self.t])
 
     def cloudwatch_window(self, t: int, minutes: int, group: str) -> Window:
         """The trailing `minutes` of every signal as GetMetricData returns them at minute t."""
@@ -275,7 +277,6 @@ class World:
         rec["cpu_pct"][t], rec["limited"][t] = cpu_sum / per, float(limited)
         rec["billed"][t], rec["desired"][t] = self.total(), self.desired
         rec["cost"][t] = sum(c.count * self._price(c.facts) for c in self.cohorts) / 60
-        self.measured_cpu[t] = float(measured_cpu(rec["cpu_pct"][t], self.noise["cpu"][t]))
         self.t += 1
 
     def _oldest_age(self, t: int) -> float:
