@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 from scaler.control_settings import TypeChangeSettings
 from scaler.instances.catalog import bundled_catalog
 from scaler.sim.loop import run_policy
-from scaler.sim.scenario import Scenario, arrival_rates
+from scaler.sim.replay_csv import write_replay
+from scaler.sim.scenario import Scenario, arrival_rates, load_scenario
+from scaler.sim.scenarios import incident
 from scaler.sim.world import World
 
 CATALOG = bundled_catalog()
@@ -131,3 +134,43 @@ def test_cloudwatch_hides_datapoints_that_have_not_arrived_yet() -> None:
     present = np.flatnonzero(~np.isnan(visible))
     # minute m arrives at m + 1 + 2: at minute 40 the newest is minute 37
     assert present[-1] == 140 + 37
+
+
+def test_replay_arrivals_are_the_files_queue_sent(tmp_path: Path) -> None:
+    trace = incident(minutes=90)
+    with (tmp_path / "trace.csv").open("w") as stream:
+        write_replay([trace.window], stream)
+    (tmp_path / "s.yaml").write_text(
+        "name: replayed\nminutes: 120\narrivals: {kind: replay, file: trace.csv}\n"
+        "fleet: {desired: 8}\n"
+    )
+    scenario_, rates = load_scenario(str(tmp_path / "s.yaml"))
+    sent = trace.window.series["queue_sent"]
+    np.testing.assert_array_equal(rates[:90], sent)
+    np.testing.assert_array_equal(rates[90:], sent[:30])  # a short file repeats
+    assert scenario_.name == "replayed"
+
+
+@pytest.mark.parametrize(
+    ("arrivals", "expect"),
+    [
+        ({"kind": "constant", "rate": 5}, [5, 5, 5, 5, 5, 5]),
+        (
+            {"kind": "steps", "steps": [{"at_minute": 0, "rate": 1}, {"at_minute": 2, "rate": 9}]},
+            [1, 1, 9, 9, 9, 9],
+        ),
+        (
+            {
+                "kind": "steps",
+                "steps": [
+                    {"at_minute": 0, "rate": 0},
+                    {"at_minute": 1, "rate": 8, "ramp_minutes": 4},
+                ],
+            },
+            [0, 2, 4, 6, 8, 8],
+        ),
+    ],
+)
+def test_arrival_shapes(arrivals: dict[str, Any], expect: list[float]) -> None:
+    s = scenario(minutes=30, arrivals=arrivals)
+    np.testing.assert_allclose(arrival_rates(s, None)[:6], expect)

@@ -151,7 +151,8 @@ def render_text(report: SimulationReport, scenario: Scenario) -> str:
         f"{'drain':>7}{'inst-h':>8}{'cost $':>9}{'actions':>8}{'rev':>5}{'rev/day':>8}"
     )
     lines = [
-        f"scenario {scenario.name}: {scenario.description} ({scenario.minutes / 60:g} h, "
+        f"scenario {scenario.name}: {scenario.description or 'no description'} "
+        f"({scenario.minutes / 60:g} h, "
         f"page when the oldest message is over {scenario.page_threshold_s / 60:g} min)",
         head,
         "-" * len(head),
@@ -164,7 +165,9 @@ def render_text(report: SimulationReport, scenario: Scenario) -> str:
             f"{r.instance_hours:>8.1f}{r.cost_usd:>9.2f}{r.actions:>8}{r.reversals:>5}"
             f"{r.reversals / days:>8.1f}"
         )
-    lines += ["", "targets:", *(f"  {line}" for line in targets(report, days))]
+    checked = targets(report, days)
+    if checked:
+        lines += ["", "targets:", *(f"  {line}" for line in checked)]
     return "\n".join(lines)
 
 

@@ -204,7 +204,10 @@ def load_scenario(name_or_path: str, *, minutes: int | None = None) -> tuple[Sce
         raise InputError(_explain(exc, where)) from exc
     if minutes is not None:
         scenario = scenario.with_minutes(minutes)
-    return scenario, arrival_rates(scenario, base)
+    try:
+        return scenario, arrival_rates(scenario, base)
+    except InputError as exc:
+        raise InputError(f"{where}: field 'arrivals': {exc}") from exc
 
 
 def arrival_rates(scenario: Scenario, base: Path | None) -> Series:
