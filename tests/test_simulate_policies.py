@@ -74,23 +74,35 @@ def test_cpu_target_tracking_scales_in_after_fifteen_minutes_below_and_not_if_di
     assert still.world.actions == []
 
 
-@pytest.mark.parametrize(
-    ("policy", "expect"),
-    [
-        # the stopgap: the minimum raised once, at the start
-        ("fixed", [(0, 4, 10)]),
-        # KEDA: queue 0 at the start, so it scales in at once (no stabilization history yet)
-        ("keda-queue-length", "first_scale_in_at_1"),
-    ],
-)
-def test_simple_policies_on_a_hand_checked_case(policy: str, expect: object) -> None:
+def test_the_fixed_fleet_raises_its_minimum_once() -> None:
     s = cpu_bound([(0, 2000)])
-    world = run_policy(s, arrival_rates(s, None), policy, seed=1, catalog=CATALOG).world
-    if isinstance(expect, list):
-        assert world.actions == expect
-    else:
-        assert world.actions[0][0] == 1
-        assert world.actions[0][2] < world.actions[0][1]
+    world = run_policy(s, arrival_rates(s, None), "fixed", seed=1, catalog=CATALOG).world
+    assert world.actions == [(0, 4, 10)]
+    assert world.min_size == 10
+
+
+def test_keda_scales_up_at_once_and_down_to_the_highest_of_five_minutes() -> None:
+    # queueLength 500; a surge to 6,000 msg/min (4 instances sustain 4,000) and back.
+    s = cpu_bound(
+        [(0, 2000), (40, 6000), (80, 1500)], tuning={"keda_queue_length": 500, "cpu_scale_in": True}
+    )
+    world = run_policy(s, arrival_rates(s, None), "keda-queue-length", seed=1, catalog=CATALOG)
+    rec, actions = world.world.rec, world.world.actions
+    queued = rec["visible"] + rec["in_flight"]
+
+    def raw(m: int, current: int) -> int:
+        ratio = queued[m] / (500 * current)
+        return current if abs(ratio - 1) <= 0.1 else math.ceil(ratio * current)
+
+    ups = [a for a in actions if a[2] > a[1]]
+    downs = [a for a in actions if a[2] < a[1]]
+    assert ups and downs
+    for t, before, after in ups:  # scale-up: the recommendation itself, the next minute
+        assert after == min(raw(t - 1, before), 20)
+    desired = rec["desired"]  # after each minute's action
+    for t, _, after in downs:  # scale-down: to the highest recommendation of the last 5 minutes
+        recent = [raw(m - 1, int(desired[m - 1])) for m in range(max(t - 4, 1), t + 1)]
+        assert after == max(*recent, 1)
 
 
 def test_the_oracle_keeps_zero_lateness_with_no_more_than_it_needs() -> None:
