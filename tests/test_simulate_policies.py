@@ -177,3 +177,40 @@ def test_scaler_in_the_loop_obeys_its_rails_on_every_minute(scaler_run: Any) -> 
     # and no action while instances were still launching (a scaling activity in progress)
     for t, _, _ in actions:
         assert run.world.rec["billed"][t - 1] == run.world.rec["size"][t - 1]
+
+
+def test_backlog_per_instance_scales_out_on_the_third_datapoint_above_target() -> None:
+    # 4 instances sustain 4,000 msg/min; 6,000 from minute 40 grows the queue 2,000 a minute.
+    s = cpu_bound(
+        [(0, 3800), (40, 6000)],
+        tuning={"backlog_per_instance": 1000},
+        fleet={"desired": 4, "min_size": 4, "max_size": 20},  # no scale-in before the surge
+    )
+    world = run_policy(s, arrival_rates(s, None), "backlog-per-instance", seed=1, catalog=CATALOG)
+    rec = world.world.rec
+    per_instance = rec["visible"] / rec["size"]
+    first_above = int(np.flatnonzero(per_instance > 1000)[0])
+    t, before, after = world.world.actions[0]
+    assert t == first_above + 3
+    assert (before, after) == (4, math.ceil(4 * per_instance[t - 1] / 1000))
+
+
+@pytest.mark.parametrize(
+    ("rate", "added"),
+    [
+        (7000, 1),  # 3,000 left queued: 1x-3x the alarm of 2,000, +25% of 4
+        (14000, 2),  # 10,000 left: 3x-10x, +50%
+        (30000, 4),  # 26,000 left: 10x and more, +100%
+    ],
+)
+def test_step_scaling_adds_by_how_far_the_queue_is_over_the_alarm(rate: float, added: int) -> None:
+    # 4 instances sustain 4,000 msg/min; at minute 40 one minute of `rate` arrives.
+    s = cpu_bound(
+        [(0, 2000), (40, rate), (41, 2000)],
+        tuning={"step_alarm_messages": 2000},
+        fleet={"desired": 4, "min_size": 4, "max_size": 20},
+    )
+    world = run_policy(s, arrival_rates(s, None), "step-queue", seed=1, catalog=CATALOG).world
+    ups = [a for a in world.actions if a[2] > a[1]]
+    # minute 40's queue (what 4,000 msg/min left of `rate`) is read, and acted on, at minute 41
+    assert ups[0] == (41, 4, 4 + added)
