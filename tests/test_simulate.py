@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scaler.control_settings import TypeChangeSettings
 from scaler.instances.catalog import bundled_catalog
@@ -174,3 +176,33 @@ def test_replay_arrivals_are_the_files_queue_sent(tmp_path: Path) -> None:
 def test_arrival_shapes(arrivals: dict[str, Any], expect: list[float]) -> None:
     s = scenario(minutes=30, arrivals=arrivals)
     np.testing.assert_allclose(arrival_rates(s, None)[:6], expect)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rates=st.lists(st.floats(0, 20_000), min_size=30, max_size=30),
+    moves=st.lists(st.tuples(st.integers(0, 29), st.integers(0, 50)), max_size=8),
+    hot_io=st.booleans(),
+)
+def test_conservation_and_bounds_hold_whatever_the_load_and_actions(
+    rates: list[float], moves: list[tuple[int, int]], hot_io: bool
+) -> None:
+    s = scenario(minutes=30, poisson=False, metric_delay_minutes=(0, 3))
+    world = World(s, np.asarray(rates), seed=1, catalog=CATALOG, hot_io_moved=hot_io)
+    at = dict(moves)
+    for t in range(30):
+        if t in at:
+            world.set_desired(at[t])
+        if t == 10:
+            world.start_refresh("m5d.xlarge", TypeChangeSettings(apply=True))
+        world.step()
+        assert s.fleet.min_size <= world.desired <= s.fleet.max_size
+    rec = world.rec
+    np.testing.assert_allclose(
+        np.cumsum(rec["arrivals"]),
+        np.cumsum(rec["done"]) + rec["visible"] + rec["in_flight"],
+        rtol=1e-9,
+        atol=1e-6,
+    )
+    assert (rec["size"] <= rec["billed"]).all()
+    assert ((rec["balance"] >= 0) & (rec["balance"] <= 1)).all()
