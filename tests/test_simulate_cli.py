@@ -192,3 +192,23 @@ def test_bad_flags_are_input_errors(
 ) -> None:
     assert main(["simulate", *args]) == 2
     assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["incident", "diurnal-week", "flash-crowd", "slow-ramp"])
+def test_every_shipped_scenario_runs(capsys: pytest.CaptureFixture[str], name: str) -> None:
+    args = ["simulate", "--scenario", name, "--compare", "fixed,oracle", "--days", "0.05"]
+    assert main([*args, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["scenario"] == name
+    assert [r["policy"] for r in doc["results"]] == ["fixed", "oracle"]
+
+
+def test_the_documented_scenario_file_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "simulate.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "my-fleet.yaml"
+    path.write_text(example)
+    assert main(["simulate", "--scenario", str(path), "--policy", "oracle"]) == 0
+    assert capsys.readouterr().out.startswith("scenario my-fleet: our nightly batch (12 h,")
