@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.live_tick import live_tick_figures
+from bench.simulate import simulate_figures
 from scaler.backtest import Overrides, evaluate_windows, run_backtest
 from scaler.logs import configure_logging
 from scaler.policy import default_policy
@@ -68,7 +69,7 @@ def main() -> int:
     """Print every figure group."""
     configure_logging("warning")
     print(f"scaler bench (python {sys.version.split()[0]})")
-    for line in [*backtest_figures(), *live_tick_figures()]:
+    for line in [*backtest_figures(), *live_tick_figures(), *simulate_figures()]:
         print(line, flush=True)
     return 0
 

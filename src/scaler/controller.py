@@ -25,13 +25,12 @@ from scaler.control import (
     DEFAULT_LEASE_TTL,
     ActionResult,
     Actuator,
-    Observation,
     Rail,
     RailDecision,
     StateStore,
     TypeChanger,
     TypeChangeResult,
-    apply_rails,
+    decide_capacity,
     hold_lease,
     kill_switch_from_env,
     make_tick_id,
@@ -202,31 +201,23 @@ def _decide(
             fence = held.lease
             if fence is None:
                 return _leased_elsewhere(group, advice, store, now=now, interval=tick_interval)
-            store.record_observation(
-                key,
-                Observation(at=now, proposal=advice.proposal, data_complete=advice.data_complete),
-            )
-            history = store.history(key, since=now - group.rails.stabilization_window)
-
-            def decide(state: GroupState) -> RailDecision:
-                return apply_rails(
-                    advice.proposal,
-                    state,
-                    history,
-                    group.rails,
-                    now=now,
-                    data_complete=advice.data_complete,
-                    kill_switch_env=kill_env,
-                    policy_min=group.min_size,
-                    policy_max=group.max_size,
-                )
-
             state = advice.state
             if _may_change(advice):
                 # Advice reads no activities or refreshes; a group it would change is read
                 # again with them, so the rails decide once, on the group as it is now.
                 state = _state_before_acting(clients, group, retry)
-            decision = decide(state)
+            decision = decide_capacity(
+                store,
+                key,
+                advice.proposal,
+                state,
+                group.rails,
+                now=now,
+                data_complete=advice.data_complete,
+                kill_switch_env=kill_env,
+                policy_min=group.min_size,
+                policy_max=group.max_size,
+            )
             evidence = _evidence(advice)
             action = actuator.act(
                 state, decision, tick_id=tick_id, now=now, evidence=evidence, fence=fence

@@ -36,6 +36,7 @@ def _load_commands() -> None:
         history,
         policy_cmd,
         run,
+        simulate,
         state_cmd,
     )
 

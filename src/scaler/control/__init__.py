@@ -10,6 +10,7 @@ from scaler.control.actuator import (
     set_desired_capacity_call,
 )
 from scaler.control.audit import AuditRecord, AwsCall, dangling_intents, make_tick_id
+from scaler.control.decide import decide_capacity
 from scaler.control.history import GroupHistory, Observation
 from scaler.control.leases import DEFAULT_LEASE_TTL, HeldLease, hold_lease
 from scaler.control.rails import (
@@ -73,6 +74,7 @@ __all__ = [
     "create_table",
     "create_version_call",
     "dangling_intents",
+    "decide_capacity",
     "default_state_path",
     "hold_lease",
     "kill_switch_from_env",

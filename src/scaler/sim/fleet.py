@@ -12,13 +12,23 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from scaler.instances.catalog import InstanceFacts
 from scaler.signals import Series, Signal, Window
 
-__all__ = ["BURST_SECONDS", "FleetModel", "Trace", "bucket_capacity_mb", "simulate"]
+__all__ = [
+    "BURST_SECONDS",
+    "NOISE_KEYS",
+    "FleetModel",
+    "Trace",
+    "bucket_capacity_mb",
+    "cpu_pct",
+    "draw_noise",
+    "measure",
+    "measured_cpu",
+    "simulate",
+]
 
 BURST_SECONDS = 30 * 60
 
@@ -109,46 +119,79 @@ def simulate(
             ("cap", cap * size),
         ):
             state[key][t] = value
-    window = Window(group=group, start=start, length=n, series=_measure(model, arr, state, limited))
+    state["arrivals"], state["limited"] = arr, limited.astype(np.float64)
+    state["visible"], state["oldest_age"] = state["backlog"], _age_estimate(state)
+    state["cpu_pct"] = cpu_pct(state["done"] / state["size"], model.cpu_s_per_msg, f.vcpus)
+    workers = f.vcpus * model.concurrency_per_vcpu * state["size"]
+    state["in_flight"] = workers * np.minimum(state["done"] / np.maximum(state["cap"], 1e-9), 1.0)
+    series = measure(model, state, draw_noise(model, n))
+    window = Window(group=group, start=start, length=n, series=series)
     onset_time = None if onset is None else window.time_at(onset)
     return Trace(window=window, throttle_onset=onset_time, description=description)
 
 
+def _age_estimate(state: dict[str, Series]) -> Series:
+    """The open loop's oldest-message age: the backlog over this minute's throughput."""
+    return np.asarray(state["backlog"] / np.maximum(state["done"], 1.0) * 60, dtype=np.float64)
+
+
 _SIGNALS = [s.value for s in Signal if s is not Signal.WORK_LATENCY]
 
+#: The random draws behind every measurement, in the order the model has always drawn them.
+NOISE_KEYS = ("jitter", "sent", "deleted", "age", "cpu", "iowait", "mem")
 
-def _measure(
-    m: FleetModel, arrivals: Series, st: dict[str, Series], limited: npt.NDArray[np.bool_]
-) -> dict[str, Series]:
-    """What CloudWatch would report for the model's state, with noise where real metrics have it."""
-    f, n = m.instance, len(arrivals)
+
+def draw_noise(m: FleetModel, n: int) -> dict[str, Series]:
+    """Every measurement's noise for `n` minutes, drawn once so that a slice measures the same."""
     rng = np.random.default_rng(m.seed)
+    return {
+        "jitter": rng.normal(0, m.noise / 2, n),
+        "sent": rng.normal(0, m.noise, n),
+        "deleted": rng.normal(0, m.noise, n),
+        "age": rng.random(n),
+        "cpu": rng.normal(0, 1.0, n),
+        "iowait": rng.normal(0, 1.5, n),
+        "mem": rng.normal(0, 1.0, n),
+    }
 
-    def noisy(x: Series) -> Series:
-        return np.maximum(x * (1 + rng.normal(0, m.noise, n)), 0.0)
 
-    done_pi = st["done"] / st["size"]
-    cpu = done_pi * m.cpu_s_per_msg / (f.vcpus * 60) * 100
+def cpu_pct(done_per_instance: Series | float, cpu_s_per_msg: float, vcpus: int) -> Series:
+    """Average CPU user % of an instance that processed `done_per_instance` messages a minute."""
+    return np.asarray(done_per_instance * cpu_s_per_msg / (vcpus * 60) * 100, dtype=np.float64)
+
+
+def measured_cpu(true_pct: Series | float, noise: Series | float) -> Series:
+    """CPU user % as the agent reports it (also what CPUUtilization shows, iowait being idle)."""
+    return _percent(np.asarray(true_pct + noise, dtype=np.float64))
+
+
+def measure(
+    m: FleetModel, st: dict[str, Series], noise: dict[str, Series], *, first_minute: int = 0
+) -> dict[str, Series]:
+    """What CloudWatch would report for the model's state, with noise where real metrics have it.
+
+    `st` holds per-minute arrays: arrivals, done, visible, in_flight, oldest_age, size, used_mb,
+    disk_mb, balance, cpu_pct and limited; `first_minute` is the minute of their first element
+    (the balance metrics are published every fifth minute of the run).
+    """
+    n = len(st["arrivals"])
+    limited = st["limited"] > 0
+    cpu = st["cpu_pct"]
     util = np.minimum(st["used_mb"] / np.maximum(st["disk_mb"], 1e-9), 1.0)
     iowait = m.iowait_floor_pct + (100 - cpu) * 0.6 * util
-    workers = f.vcpus * m.concurrency_per_vcpu * st["size"]
     mb, ops = st["used_mb"] * 1e6, st["used_mb"] * 1000 / m.kb_per_op
     # A throttled disk serves a flat, constant amount: no noise while held at the limit.
-    jitter = np.where(limited, 1.0, 1 + rng.normal(0, m.noise / 2, n))
-    every_fifth = np.arange(n) % 5 == 0  # AWS publishes the balance metrics as 5-minute data.
+    jitter = np.where(limited, 1.0, 1 + noise["jitter"])
+    every_fifth = (np.arange(n) + first_minute) % 5 == 0  # AWS publishes balances as 5-min data.
     return {
-        "queue_sent": np.round(noisy(arrivals)),
-        "queue_deleted": np.round(noisy(st["done"])),
-        "queue_visible": np.round(st["backlog"]),
-        "queue_in_flight": np.round(
-            workers * np.minimum(st["done"] / np.maximum(st["cap"], 1e-9), 1.0)
-        ),
-        "queue_oldest_age": np.round(
-            st["backlog"] / np.maximum(st["done"], 1.0) * 60 + 5 * rng.random(n)
-        ),
+        "queue_sent": np.round(_noisy(st["arrivals"], noise["sent"])),
+        "queue_deleted": np.round(_noisy(st["done"], noise["deleted"])),
+        "queue_visible": np.round(st["visible"]),
+        "queue_in_flight": np.round(st["in_flight"]),
+        "queue_oldest_age": np.round(st["oldest_age"] + 5 * noise["age"]),
         "instances": st["size"],
-        "cpu_user": _percent(cpu + rng.normal(0, 1.0, n)),
-        "cpu_iowait": _percent(iowait + rng.normal(0, 1.5, n)),
+        "cpu_user": measured_cpu(cpu, noise["cpu"]),
+        "cpu_iowait": _percent(iowait + noise["iowait"]),
         "ebs_read_bytes": np.round(mb * (1 - m.write_share) * jitter),
         "ebs_write_bytes": np.round(mb * m.write_share * jitter),
         "ebs_read_ops": np.round(ops * (1 - m.write_share) * jitter),
@@ -157,8 +200,12 @@ def _measure(
         "ebs_io_balance": np.where(every_fifth, 100.0, np.nan),
         "ebs_throughput_exceeded": limited.astype(np.float64),
         "ebs_iops_exceeded": np.zeros(n),
-        "mem_used": np.round(m.mem_used_pct + rng.normal(0, 1.0, n), 2),
+        "mem_used": np.round(m.mem_used_pct + noise["mem"], 2),
     }
+
+
+def _noisy(x: Series, noise: Series) -> Series:
+    return np.maximum(x * (1 + noise), 0.0)
 
 
 def _percent(values: Series) -> Series:
