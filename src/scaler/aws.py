@@ -240,13 +240,21 @@ def call_aws(
 
 
 def read_answer(fn: Callable[..., T], /, **kwargs: Any) -> T:
-    """`fn(**kwargs)` for a boto3 method, with one more failure sorted: botocore's parser can
-    fail on a malformed answer (a well-formed HTML page) with a bare KeyError or TypeError,
-    which becomes ResponseParserError, an unreadable answer, like any other."""
+    """`fn(**kwargs)` for a boto3 method, with the answers botocore lets through sorted:
+    its parser can fail on a malformed answer (a well-formed HTML page) with a bare KeyError or
+    TypeError, and a JSON client can read a web page as an empty answer; both become
+    ResponseParserError, an unreadable answer, like any other."""
     try:
-        return fn(**kwargs)
+        answer = fn(**kwargs)
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise ResponseParserError(f"unreadable answer ({type(exc).__name__}: {exc})") from exc
+    # A JSON-protocol client (DynamoDB) reads any body it cannot parse as an empty answer, which
+    # would look like "no items": an answer AWS did not write is unreadable, never empty.
+    meta = answer.get("ResponseMetadata", {}) if isinstance(answer, dict) else {}
+    content_type = str(meta.get("HTTPHeaders", {}).get("content-type", ""))
+    if "html" in content_type.lower():
+        raise ResponseParserError(f"the answer is a web page ({content_type}), not from AWS")
+    return answer
 
 
 def retrying(retry: RetryPolicy, op_name: str, who: str) -> Retrying:

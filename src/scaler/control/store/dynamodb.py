@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
 
 from scaler.aws import (
     AWS_CALL_ERRORS,
@@ -188,6 +189,11 @@ class DynamoStateStore(LeaseMixin):
         seen = 0
         while True:
             page = self._call("Query", lambda: self._client.query(TableName=self.table, **kwargs))
+            if "Items" not in page:
+                raise classify_aws_error(
+                    ResponseParserError("the Query answer has no Items: unreadable"),
+                    operation="Query",
+                )
             for item in page.get("Items", []):
                 yield item
                 seen += 1
