@@ -57,255 +57,135 @@ def steady(value: int, minutes: int = 10) -> GroupHistory:
     return watched(*([value] * minutes))
 
 
-def test_no_proposal_leaves_the_group_alone() -> None:
-    """A tick without a proposal changes nothing and blames no rail."""
-    d = apply_rails(
-        None,
-        group(),
-        GroupHistory(group="workers"),
-        WIDE,
-        now=NOW,
-        data_complete=False,
-        kill_switch_env=False,
-    )
-    assert d.target is None
-    assert d.held_by == []
-    assert d.notes
+def since_action(history: GroupHistory, seconds: int) -> GroupHistory:
+    """`history` with the last action `seconds` before NOW (the cooldown's clock)."""
+    return history.model_copy(update={"last_action_at": NOW - timedelta(seconds=seconds)})
 
 
-def test_scale_out_within_every_rail_is_allowed() -> None:
-    """A proposal above the current capacity inside every limit becomes the target as is."""
-    d = apply_rails(
-        12,
-        group(10),
-        GroupHistory(group="workers"),
-        WIDE,
-        now=NOW,
-        data_complete=True,
-        kill_switch_env=False,
-    )
-    assert (d.target, d.held_by, d.current, d.proposal) == (12, [], 10, 12)
-
-
-def test_proposal_equal_to_current_is_no_action() -> None:
-    """The same capacity as now is not an action."""
-    d = apply_rails(
-        10, group(10), steady(10), WIDE, now=NOW, data_complete=True, kill_switch_env=False
-    )
-    assert d.target is None
-    assert not d.changes
-
-
-def test_policy_bounds_rail_caps_the_target() -> None:
-    """A proposal above the policy's max_size is cut to it, naming policy_bounds."""
-    d = apply_rails(
-        50,
-        group(10),
-        steady(10),
-        WIDE,
-        now=NOW,
-        data_complete=True,
-        kill_switch_env=False,
-        policy_max=15,
-    )
-    assert d.target == 15
-    assert d.held_by == [Rail.POLICY_BOUNDS]
-
-
-def test_group_bounds_rail_wins_over_a_looser_policy() -> None:
-    """The group's own max_size holds even when the policy allows more."""
-    d = apply_rails(
-        30,
-        group(10, hi=20),
-        steady(10),
-        WIDE,
-        now=NOW,
-        data_complete=True,
-        kill_switch_env=False,
-        policy_max=40,
-    )
-    assert d.target == 20
-    assert d.held_by == [Rail.GROUP_BOUNDS]
-
-
-def test_policy_min_raises_a_low_proposal() -> None:
-    """A proposal under the policy's min_size is raised to it (here: no scale-in at all)."""
-    d = apply_rails(
-        2,
-        group(10),
-        steady(2),
-        WIDE,
-        now=NOW,
-        data_complete=True,
-        kill_switch_env=False,
-        policy_min=6,
-    )
-    assert d.target == 6
-    assert Rail.POLICY_BOUNDS in d.held_by
-
-
-def test_max_step_count_limits_a_big_scale_out() -> None:
-    """A jump of 20 with max_step_count 4 steps by 4, naming max_step."""
-    rails = RailSettings(max_step_count=4, max_step_percent=1000)
-    d = apply_rails(
-        30,
-        group(10),
-        GroupHistory(group="workers"),
-        rails,
-        now=NOW,
-        data_complete=True,
-        kill_switch_env=False,
-    )
-    assert d.target == 14
-    assert d.held_by == [Rail.MAX_STEP]
-
-
-@pytest.mark.parametrize(("select", "expected"), [("min", 6), ("max", 14)])
-def test_max_step_percent_and_select(select: str, expected: int) -> None:
-    """50% of 4 is 2: 'min' takes the smaller of (10, 2), 'max' the larger, like HPA."""
-    rails = RailSettings(max_step_count=10, max_step_percent=50, step_select=select)  # type: ignore[arg-type]
-    d = apply_rails(
-        20,
-        group(4),
-        GroupHistory(group="workers"),
-        rails,
-        now=NOW,
-        data_complete=True,
-        kill_switch_env=False,
-    )
-    assert d.target == expected
-    assert d.held_by == [Rail.MAX_STEP]
-
-
-def test_percent_step_allows_one_instance_from_zero() -> None:
-    """A group at zero may still start: the percent limit never drops below one instance."""
-    rails = RailSettings(max_step_count=10, max_step_percent=50)
-    d = apply_rails(
-        5,
-        group(0),
-        GroupHistory(group="workers"),
-        rails,
-        now=NOW,
-        data_complete=True,
-        kill_switch_env=False,
-    )
-    assert d.target == 1
-
-
-def test_max_step_limits_scale_in_too() -> None:
-    """Scale-in by 8 with a step of 3 stops at current - 3."""
-    rails = RailSettings(max_step_count=3, max_step_percent=1000)
-    d = apply_rails(
-        2, group(10), steady(2), rails, now=NOW, data_complete=True, kill_switch_env=False
-    )
-    assert d.target == 7
-    assert d.held_by == [Rail.MAX_STEP]
-
-
-def test_cooldown_holds_any_action_after_a_recent_one() -> None:
-    """An action 60 s ago with a 300 s cooldown blocks this tick's change, naming cooldown."""
-    history = steady(10).model_copy(update={"last_action_at": NOW - timedelta(seconds=60)})
-    d = apply_rails(
-        20, group(10), history, WIDE, now=NOW, data_complete=True, kill_switch_env=False
-    )
-    assert d.target is None
-    assert d.held_by == [Rail.COOLDOWN]
-    assert "240s left" in " ".join(d.notes)
-
-
-def test_cooldown_ends_after_its_length() -> None:
-    """Exactly cooldown_seconds after the last action the group may change again."""
-    history = steady(10).model_copy(update={"last_action_at": NOW - timedelta(seconds=300)})
-    d = apply_rails(
-        20, group(10), history, WIDE, now=NOW, data_complete=True, kill_switch_env=False
-    )
-    assert d.target == 20
-
-
-def test_stabilization_scales_in_only_to_the_window_high() -> None:
-    """Recent proposals of 8 keep a proposal of 4 from going below 8."""
-    history = watched(3, 3, 3, 3, 3, 8, 8, 5, 5, 5)
-    d = apply_rails(4, group(10), history, WIDE, now=NOW, data_complete=True, kill_switch_env=False)
-    assert d.target == 8
-    assert d.held_by == [Rail.SCALE_IN_STABILIZATION]
-
-
-def test_stabilization_ignores_proposals_older_than_the_window() -> None:
-    """A high proposal 8 minutes ago is outside a 5-minute window and does not hold."""
-    history = watched(20, 20, 20, 4, 4, 4, 4, 4, 4, 4)
-    d = apply_rails(4, group(10), history, WIDE, now=NOW, data_complete=True, kill_switch_env=False)
-    assert d.target == 4
-    assert d.held_by == []
-
-
-def test_stabilization_blocks_scale_in_when_the_window_peak_is_current() -> None:
-    """A proposal of 12 a minute ago (above current 10) means no scale-in now."""
-    history = watched(4, 4, 4, 4, 4, 4, 4, 4, 4, 12)
-    d = apply_rails(4, group(10), history, WIDE, now=NOW, data_complete=True, kill_switch_env=False)
-    assert d.target is None
-    assert Rail.SCALE_IN_STABILIZATION in d.held_by
-
-
-def test_stabilization_needs_a_full_window_of_history() -> None:
-    """Three minutes of history cannot stabilize a five-minute window: no scale-in yet."""
-    d = apply_rails(
-        4, group(10), watched(4, 4, 4), WIDE, now=NOW, data_complete=True, kill_switch_env=False
-    )
-    assert d.target is None
-    assert d.held_by == [Rail.SCALE_IN_STABILIZATION]
-
-
-def test_zero_stabilization_window_scales_in_at_once() -> None:
-    """With scale_in_stabilization_minutes 0 a scale-in needs no history."""
-    rails = WIDE.model_copy(update={"scale_in_stabilization_minutes": 0})
-    d = apply_rails(
-        4,
-        group(10),
-        GroupHistory(group="workers"),
-        rails,
-        now=NOW,
-        data_complete=True,
-        kill_switch_env=False,
-    )
-    assert d.target == 4
-
-
-def test_missing_data_blocks_scale_in_but_not_scale_out() -> None:
-    """Incomplete data this tick holds a scale-in (missing_data) yet lets a scale-out through."""
-    down = apply_rails(
-        4, group(10), steady(4), WIDE, now=NOW, data_complete=False, kill_switch_env=False
-    )
-    up = apply_rails(
-        14, group(10), steady(14), WIDE, now=NOW, data_complete=False, kill_switch_env=False
-    )
-    assert down.target is None
-    assert down.held_by == [Rail.MISSING_DATA]
-    assert up.target == 14
-
-
-@pytest.mark.parametrize("gap_value", [None, "incomplete"])
-def test_missing_data_inside_the_window_blocks_scale_in(gap_value: str | None) -> None:
-    """A tick in the window with no proposal or incomplete data never reads as idle."""
+def with_hole(kind: str) -> GroupHistory:
+    """steady(4) whose second-newest tick had no proposal, or incomplete data."""
     observations = list(steady(4).observations)
     hole = observations[-2]
-    observations[-2] = (
-        hole.model_copy(update={"proposal": None})
-        if gap_value is None
-        else hole.model_copy(update={"data_complete": False})
+    observations[-2] = hole.model_copy(
+        update={"proposal": None} if kind == "no proposal" else {"data_complete": False}
     )
-    history = GroupHistory(group="workers", observations=tuple(observations))
-    d = apply_rails(4, group(10), history, WIDE, now=NOW, data_complete=True, kill_switch_env=False)
-    assert d.target is None
-    assert d.held_by == [Rail.MISSING_DATA]
+    return GroupHistory(group="workers", observations=tuple(observations))
 
 
-def test_a_gap_between_ticks_counts_as_missing_data() -> None:
-    """A controller that did not run for 15 minutes has not watched the window: no scale-in."""
-    old = Observation(at=NOW - timedelta(minutes=15), proposal=4, data_complete=True)
-    history = GroupHistory(group="workers", observations=(old,))
-    d = apply_rails(4, group(10), history, WIDE, now=NOW, data_complete=True, kill_switch_env=False)
-    assert d.target is None
-    assert d.held_by == [Rail.MISSING_DATA]
+EMPTY = GroupHistory(group="workers")
+GAP = GroupHistory(
+    group="workers",
+    observations=(Observation(at=NOW - timedelta(minutes=15), proposal=4, data_complete=True),),
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row: the rails' inputs, what they must decide, and the rule the row shows."""
+
+    rule: str
+    proposal: int | None
+    group: GroupState
+    history: GroupHistory
+    target: int | None
+    held_by: list[Rail]
+    rails: RailSettings = WIDE
+    complete: bool = True
+    kill_env: bool = False
+    policy_min: int | None = None
+    policy_max: int | None = None
+    note: str | None = None  # a phrase the notes must contain
+
+
+CASES = [
+    Case("a tick without a proposal changes nothing and blames no rail",
+         None, group(), EMPTY, None, [], complete=False, note="no proposal"),
+    Case("a scale-out inside every limit is the target as is",
+         12, group(10), EMPTY, 12, []),
+    Case("the same capacity as now is not an action",
+         10, group(10), steady(10), None, []),
+    Case("a proposal above the policy's max is cut to it",
+         50, group(10), steady(10), 15, [Rail.POLICY_BOUNDS], policy_max=15),
+    Case("the group's own max wins over a looser policy",
+         30, group(10, hi=20), steady(10), 20, [Rail.GROUP_BOUNDS], policy_max=40),
+    Case("a proposal under the policy's min is raised to it",
+         2, group(10), steady(2), 6, [Rail.POLICY_BOUNDS], policy_min=6),
+    Case("a jump of 20 with max_step_count 4 steps by 4",
+         30, group(10), EMPTY, 14, [Rail.MAX_STEP],
+         rails=RailSettings(max_step_count=4, max_step_percent=1000)),
+    Case("step_select min: 50% of 4 is 2, the smaller of (10, 2)",
+         20, group(4), EMPTY, 6, [Rail.MAX_STEP],
+         rails=RailSettings(max_step_count=10, max_step_percent=50, step_select="min")),
+    Case("step_select max: the larger of (10, 2), like HPA",
+         20, group(4), EMPTY, 14, [Rail.MAX_STEP],
+         rails=RailSettings(max_step_count=10, max_step_percent=50, step_select="max")),
+    Case("a group at zero may still start: the percent step is at least one",
+         5, group(0), EMPTY, 1, [Rail.MAX_STEP],
+         rails=RailSettings(max_step_count=10, max_step_percent=50)),
+    Case("the step limits scale-in too",
+         2, group(10), steady(2), 7, [Rail.MAX_STEP],
+         rails=RailSettings(max_step_count=3, max_step_percent=1000)),
+    Case("an action 60 s ago holds this tick's change inside a 300 s cooldown",
+         20, group(10), since_action(steady(10), 60), None, [Rail.COOLDOWN], note="240s left"),
+    Case("exactly cooldown_seconds after the last action the group may change",
+         20, group(10), since_action(steady(10), 300), 20, []),
+    Case("recent proposals of 8 keep a proposal of 4 from going below 8",
+         4, group(10), watched(3, 3, 3, 3, 3, 8, 8, 5, 5, 5), 8, [Rail.SCALE_IN_STABILIZATION]),
+    Case("a high proposal outside the 5-minute window does not hold",
+         4, group(10), watched(20, 20, 20, 4, 4, 4, 4, 4, 4, 4), 4, []),
+    Case("a window peak above current means no scale-in now",
+         4, group(10), watched(4, 4, 4, 4, 4, 4, 4, 4, 4, 12), None,
+         [Rail.SCALE_IN_STABILIZATION]),
+    Case("three minutes of history cannot stabilize a five-minute window",
+         4, group(10), watched(4, 4, 4), None, [Rail.SCALE_IN_STABILIZATION]),
+    Case("a zero stabilization window scales in at once",
+         4, group(10), EMPTY, 4, [],
+         rails=WIDE.model_copy(update={"scale_in_stabilization_minutes": 0})),
+    Case("incomplete data this tick holds a scale-in",
+         4, group(10), steady(4), None, [Rail.MISSING_DATA], complete=False),
+    Case("incomplete data this tick lets a scale-out through",
+         14, group(10), steady(14), 14, [], complete=False),
+    Case("a tick in the window without a proposal never reads as idle",
+         4, group(10), with_hole("no proposal"), None, [Rail.MISSING_DATA]),
+    Case("a tick in the window with incomplete data never reads as idle",
+         4, group(10), with_hole("incomplete"), None, [Rail.MISSING_DATA]),
+    Case("a controller that did not run for 15 minutes has not watched the window",
+         4, group(10), GAP, None, [Rail.MISSING_DATA]),
+    Case("an instance refresh running blocks any action",
+         14, group(10, instance_refresh_in_progress=True), steady(10), None,
+         [Rail.INSTANCE_REFRESH]),
+    Case("a scaling activity running blocks any action",
+         14, group(10, activities_in_progress=2), steady(10), None, [Rail.SCALING_ACTIVITY]),
+    Case("activities not read are never assumed idle",
+         14, group(10, activity_checked=False), steady(10), None, [Rail.SCALING_ACTIVITY]),
+    Case("several rails at once are each named, in the order they applied",
+         90, group(10, hi=50), since_action(steady(10), 10), None,
+         [Rail.KILL_SWITCH, Rail.POLICY_BOUNDS, Rail.GROUP_BOUNDS, Rail.MAX_STEP, Rail.COOLDOWN],
+         rails=RailSettings(max_step_count=2, max_step_percent=1000, kill_switch=True),
+         kill_env=True, policy_max=60),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.rule for c in CASES])
+def test_rails(case: Case) -> None:
+    """Each row: the target the rails allow and every rail that held, in order."""
+    d = apply_rails(
+        case.proposal,
+        case.group,
+        case.history,
+        case.rails,
+        now=NOW,
+        data_complete=case.complete,
+        kill_switch_env=case.kill_env,
+        policy_min=case.policy_min,
+        policy_max=case.policy_max,
+    )
+    assert (d.target, d.held_by) == (case.target, case.held_by)
+    assert (d.current, d.proposal) == (case.group.desired, case.proposal)
+    assert d.changes is (case.target is not None and case.target != case.group.desired)
+    assert d.notes if case.held_by or case.proposal is None else True
+    if case.note is not None:
+        assert case.note in " ".join(d.notes)
 
 
 @pytest.mark.parametrize(("flag", "env"), [(True, False), (False, True), (True, True)])
@@ -338,53 +218,6 @@ def test_kill_switch_env_values(value: str | None, on: bool) -> None:
     """Only a clear 'off' value (or none) leaves the kill switch off; anything else is on."""
     environ = {} if value is None else {"SCALER_KILL_SWITCH": value}
     assert kill_switch_from_env(environ) is on
-
-
-@pytest.mark.parametrize(
-    ("extra", "rail"),
-    [
-        ({"instance_refresh_in_progress": True}, Rail.INSTANCE_REFRESH),
-        ({"activities_in_progress": 2}, Rail.SCALING_ACTIVITY),
-        ({"activity_checked": False}, Rail.SCALING_ACTIVITY),  # not read: never assumed idle
-    ],
-)
-def test_running_activity_blocks_any_action(extra: dict[str, object], rail: Rail) -> None:
-    """No action while an instance refresh or another scaling activity runs."""
-    d = apply_rails(
-        14,
-        group(10, **extra),
-        steady(10),
-        WIDE,
-        now=NOW,
-        data_complete=True,
-        kill_switch_env=False,
-    )
-    assert d.target is None
-    assert d.held_by == [rail]
-
-
-def test_every_holding_rail_is_named_once() -> None:
-    """Several rails at once are each named, in the order they applied."""
-    rails = RailSettings(max_step_count=2, max_step_percent=1000, kill_switch=True)
-    history = steady(10).model_copy(update={"last_action_at": NOW - timedelta(seconds=10)})
-    d = apply_rails(
-        90,
-        group(10, hi=50),
-        history,
-        rails,
-        now=NOW,
-        data_complete=True,
-        kill_switch_env=True,
-        policy_max=60,
-    )
-    assert d.held_by == [
-        Rail.KILL_SWITCH,
-        Rail.POLICY_BOUNDS,
-        Rail.GROUP_BOUNDS,
-        Rail.MAX_STEP,
-        Rail.COOLDOWN,
-    ]
-    assert d.target is None
 
 
 def test_policy_reads_rails_and_state_settings() -> None:
