@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from scaler.backtest import Overrides, run_backtest
-from scaler.cli import EXIT_OK, main
+from scaler.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from scaler.models import Advice
 from scaler.policy import default_policy
 from scaler.rules.base import RuleContext
 from scaler.rules.latency import LatencyGrowth
 from scaler.rules.memory import MemoryLeak, MemoryPressure
+from scaler.rules.trend import Summary, bucket, fit_buckets
 from scaler.signals import Window
 from scaler.sim import scenarios
 from scaler.sim.replay_csv import write_replay
-from scaler.trend import theil_sen
 from tests import trend_traces
 from tests.helpers import window_of
 
@@ -31,11 +32,12 @@ def _advise(window: Window) -> Advice:
 
 
 def test_theil_sen_ignores_a_huge_outlier() -> None:
-    """One wild point does not bend the Theil-Sen slope (it would bend least squares)."""
+    """One wild point does not bend the Theil-Sen slope the rules fit (it bends least squares)."""
     x = np.arange(20.0)
     y = 2 * x + 1
     y[10] = 500
-    slope, intercept, confidence = theil_sen(x, y)
+    fits = fit_buckets(y, count=len(x), min_present=3)
+    slope, intercept, confidence = fits.slope[-1], fits.value_at(len(x) - 1, 0), fits.confidence[-1]
     assert slope == pytest.approx(2.0)
     assert intercept == pytest.approx(1.0)
     assert confidence > 0.9
@@ -206,3 +208,60 @@ def test_backtest_command_finds_nothing_on_the_flat_control(
     assert main(["backtest", str(path), "--format", "json"]) == EXIT_OK
     kinds = {f["kind"] for f in json.loads(capsys.readouterr().out)["findings"]}
     assert not kinds & {"memory_leak", "memory_pressure", "latency_growth"}
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        # A GC saw-tooth climbing 50 -> 54.5 within each 10-minute bucket.
+        ("max", [54.5, 54.5]),  # the peaks memory.py asks for (not the median)
+        ("min", [50.0, 50.0]),  # the floor a leak lifts
+        ("median", [52.25, 52.25]),
+    ],
+)
+def test_bucket_summaries_are_what_they_are_named(how: Summary, expected: list[float]) -> None:
+    """Each bucket summary is its own reduction: 'max' is the saw-tooth's peak, not its middle."""
+    sawtooth = np.tile(np.linspace(50.0, 54.5, 10), 2)
+    assert bucket(sawtooth, 10, how).tolist() == pytest.approx(expected)
+
+
+def test_unknown_bucket_summary_is_rejected_with_the_valid_ones() -> None:
+    """A misspelt summary is an error naming the valid ones, never a silent median."""
+    with pytest.raises(ValueError, match="valid: min, median, max"):
+        bucket(np.arange(20.0), 10, "mean")  # type: ignore[arg-type]
+
+
+def _bundled_slice(tmp_path: Path, minutes: int) -> Path:
+    """The first `minutes` minutes of the bundled incident trace, as a replay file."""
+    text = (resources.files("scaler") / "data" / "incident-m5xlarge.csv").read_text()
+    header, *rows = text.strip().splitlines()
+    stamps = sorted({row.split(",", 1)[0] for row in rows})[100 : 100 + minutes]
+    keep = set(stamps)
+    path = tmp_path / "slice.csv"
+    path.write_text("\n".join([header, *(r for r in rows if r.split(",", 1)[0] in keep)]) + "\n")
+    return path
+
+
+def test_a_ten_minute_backtest_runs_and_names_what_needs_more_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 10-minute slice: the trend rules go under 'Not evaluated', the rest still run."""
+    path = _bundled_slice(tmp_path, 10)
+    assert main(["backtest", str(path), "--instance-type", "m5.xlarge"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Not evaluated" in out
+    assert "memory_leak needs at least 180 minutes of data" in out
+    assert "latency_growth needs at least 120 minutes of data" in out
+    assert "desired capacity" in out  # the capacity plan still advised
+
+
+def test_a_header_only_replay_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A replay with a header and no rows: exit 2 and one line, never 'Findings (0)'."""
+    path = tmp_path / "empty.csv"
+    path.write_text("timestamp,signal,value\n")
+    assert main(["backtest", str(path)]) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert "Findings" not in captured.out
+    assert "no datapoints" in captured.err

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from scaler.instances.catalog import InstanceFacts
 from scaler.numeric import Mask, ffill, rolling_max, rolling_mean, rolling_min
-from scaler.signals import Series, Signal, Window
+from scaler.signals import EBS_BYTES, EBS_OPS, Series, Signal, Window
 
 __all__ = [
     "Basis",
@@ -71,6 +71,9 @@ class CapacitySettings(BaseModel):
         5, ge=1, description="A lower capacity must be advised this long before scale-in."
     )
     measure_minutes: int = Field(5, ge=1, description="Average rates over this many minutes.")
+    timeline_pace_minutes: int = Field(
+        5, ge=1, description="A backtest repeats advice moving the same way at most this often."
+    )
     per_instance_capacity: float | None = Field(
         None, gt=0, description="Messages/min one instance sustains, if known from load tests."
     )
@@ -248,15 +251,6 @@ def _per_message(
     return cost, sustained
 
 
-def _sum_present(a: Series | None, b: Series | None) -> Series | None:
-    if a is None and b is None:
-        return None
-    if a is None or b is None:
-        return a if a is not None else b
-    both_missing = np.isnan(a) & np.isnan(b)
-    return np.where(both_missing, np.nan, np.nan_to_num(a) + np.nan_to_num(b))
-
-
 def plan_capacity(
     window: Window,
     settings: CapacitySettings,
@@ -288,12 +282,8 @@ def plan_capacity(
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         measured = np.where(current > 0, throughput / current, np.nan)
         saturated = rolling_min(backlog, m) > settings.saturation_backlog_minutes * throughput
-        bytes_used = _sum_present(
-            _signal(window, Signal.EBS_READ_BYTES), _signal(window, Signal.EBS_WRITE_BYTES)
-        )
-        ops_used = _sum_present(
-            _signal(window, Signal.EBS_READ_OPS), _signal(window, Signal.EBS_WRITE_OPS)
-        )
+        bytes_used = window.total(EBS_BYTES)
+        ops_used = window.total(EBS_OPS)
         bytes_per_msg, by_bytes = _per_message(
             None if bytes_used is None else rolling_mean(bytes_used, m),
             measured,

@@ -134,14 +134,14 @@ class Evaluation:
         move within the tolerance band of the last advice is not new advice; a return to
         "hold" counts once it has held for the stabilization window (no flapping at the band's
         edge); and advice moving on in the same direction is repeated at most every
-        `measure_minutes` (a ramp is one story, not one line a minute). A new instance-type
+        `timeline_pace_minutes` (a ramp is one story, not one line a minute). A new instance-type
         opinion is always new advice. Alternatives are ranked where the bounding resource or
         the type opinion changes, not repeated on every step of a ramp.
         """
         plan, n = self.plan, self.window.length
         desired, current = plan.desired.tolist(), plan.current.tolist()
         settle = plan.settings.scale_in_stabilization_minutes
-        pace = plan.settings.measure_minutes
+        pace = plan.settings.timeline_pace_minutes
         type_at: list[str | None] = [None] * n
         for o in reversed(self.opinions):  # Earlier-registered rules win where they overlap.
             if o.opinion and o.opinion.instance_type:

@@ -61,7 +61,7 @@ def render_text(advice: Advice, title: str | None = None) -> str:
     for r in advice.recommendations:
         lines += _recommendation(r, details=last_table.get(r.group) is r)
     if advice.unevaluated:
-        lines += ["", "Not evaluated (missing signals, never guessed)"]
+        lines += ["", "Not evaluated (missing signals or too little data; never guessed)"]
         for u in advice.unevaluated:
             lines += _wrap(f"{u.kind} [{u.group}]: {u.reason}", "  ")
     if advice.errors:

@@ -7,19 +7,16 @@ from pydantic import Field
 
 from scaler.models import EvidenceValue, Severity, format_time
 from scaler.numeric import ffill, lagged, rolling_mean
-from scaler.rules.base import Rule, RuleContext, RuleOutcome, RuleSettings, rules
+from scaler.rules.base import Rule, RuleContext, RuleOutcome, SmoothedStateSettings, rules
 from scaler.rules.features import Fleet, held, mean_over, num, rounded, spans_to_findings
 from scaler.signals import Series, Signal, Window
 
 __all__ = ["BacklogGrowing", "BacklogGrowingSettings", "minutes_until_age_limit"]
 
 
-class BacklogGrowingSettings(RuleSettings):
+class BacklogGrowingSettings(SmoothedStateSettings):
     """When a growing queue is a finding, and the message age that hurts."""
 
-    sustain_minutes: int = Field(
-        5, ge=1, description="Minutes the backlog must grow to be a finding."
-    )
     rate_minutes: int = Field(5, ge=1, description="Average arrival/throughput rates over this.")
     min_growth_per_min: float = Field(
         1.0, ge=0, description="Growth below this many messages/min is noise, not a backlog."
@@ -30,7 +27,6 @@ class BacklogGrowingSettings(RuleSettings):
     critical_within_minutes: float = Field(
         30.0, ge=0, description="Critical when the age limit is this close (or already passed)."
     )
-    bridge_minutes: int = Field(3, ge=0, description="Missing minutes that do not break the state.")
 
 
 def minutes_until_age_limit(
@@ -72,7 +68,7 @@ class BacklogGrowing(Rule):
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Mark minutes where the queue grows, and project when its oldest message gets too old."""
         s = self.settings
-        fleet = Fleet(window)
+        fleet = Fleet(window, s.smooth_minutes)
         backlog = fleet.backlog
         slope = (backlog - lagged(backlog, s.rate_minutes)) / s.rate_minutes
         sent, deleted = window.get(Signal.QUEUE_SENT), window.get(Signal.QUEUE_DELETED)

@@ -15,7 +15,16 @@ from scaler.numeric import Mask
 from scaler.registry import Registry
 from scaler.signals import Window
 
-__all__ = ["Opinion", "Rule", "RuleContext", "RuleOutcome", "RuleSettings", "rules"]
+__all__ = [
+    "Opinion",
+    "Rule",
+    "RuleContext",
+    "RuleOutcome",
+    "RuleSettings",
+    "SmoothedStateSettings",
+    "SustainedStateSettings",
+    "rules",
+]
 
 
 class RuleSettings(BaseModel):
@@ -24,6 +33,21 @@ class RuleSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = Field(True, description="Set false to skip this rule for the group.")
+
+
+class SustainedStateSettings(RuleSettings):
+    """Settings of a rule that names a state once it has held: how long, across which gaps."""
+
+    sustain_minutes: int = Field(
+        5, ge=1, description="Minutes the state must hold to be a finding."
+    )
+    bridge_minutes: int = Field(3, ge=0, description="Missing minutes that do not break the state.")
+
+
+class SmoothedStateSettings(SustainedStateSettings):
+    """A sustained-state rule that reads its signals through a rolling median."""
+
+    smooth_minutes: int = Field(3, ge=1, description="Median over this many minutes against noise.")
 
 
 class RuleContext(BaseModel):

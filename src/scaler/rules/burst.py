@@ -19,12 +19,9 @@ from scaler.instances.catalog import InstanceFacts, bundled_catalog
 from scaler.models import EvidenceValue, Finding, Severity, Unevaluated, format_time
 from scaler.numeric import rolling_mean, runs, sustained
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
-from scaler.signals import Series, Signal, Window
+from scaler.signals import EBS_BYTES, EBS_OPS, Series, Signal, Window
 
 __all__ = ["EbsBurstExhaustion", "EbsBurstSettings"]
-
-_BYTE_SIGNALS = (Signal.EBS_READ_BYTES.value, Signal.EBS_WRITE_BYTES.value)
-_OPS_SIGNALS = (Signal.EBS_READ_OPS.value, Signal.EBS_WRITE_OPS.value)
 
 
 class EbsBurstSettings(RuleSettings):
@@ -50,12 +47,6 @@ class EbsBurstSettings(RuleSettings):
         gt=0,
         description="Minutes a full bucket lasts at the type's maximum (AWS: 30).",
     )
-
-
-def _usage(window: Window, names: tuple[str, ...]) -> Series | None:
-    """Per-instance read + write per minute; NaN where a reported part is missing."""
-    parts = [window.series[n] for n in names if n in window.series]
-    return np.sum(parts, axis=0) if parts else None
 
 
 class _Track:
@@ -105,7 +96,7 @@ class EbsBurstExhaustion(Rule):
                     "maximum); set instance_type in the policy or pass --instance-type",
                 ),
             )
-        usage_signals = list(_BYTE_SIGNALS + _OPS_SIGNALS)
+        usage_signals = [*EBS_BYTES, *EBS_OPS]
         missing = window.missing(usage_signals)
         if len(missing) == len(usage_signals):
             why = f"{self.name} needs EBS bytes or operations per instance ({', '.join(missing)})"
@@ -131,7 +122,7 @@ class EbsBurstExhaustion(Rule):
         self, window: Window, facts: InstanceFacts, settings: EbsBurstSettings
     ) -> list[_Track]:
         out = []
-        byte_usage = _usage(window, _BYTE_SIGNALS)
+        byte_usage = window.total(EBS_BYTES)
         if byte_usage is not None and facts.ebs_bursts:
             out.append(
                 _Track(
@@ -143,7 +134,7 @@ class EbsBurstExhaustion(Rule):
                     measure_minutes=settings.measure_minutes,
                 )
             )
-        ops_usage = _usage(window, _OPS_SIGNALS)
+        ops_usage = window.total(EBS_OPS)
         if ops_usage is not None and facts.ebs_max_iops > facts.ebs_baseline_iops:
             out.append(
                 _Track(

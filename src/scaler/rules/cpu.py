@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from scaler.models import EvidenceValue, Severity
-from scaler.rules.base import Rule, RuleContext, RuleOutcome, RuleSettings, rules
+from scaler.rules.base import Rule, RuleContext, RuleOutcome, SmoothedStateSettings, rules
 from scaler.rules.features import (
     Fleet,
     before_after,
@@ -22,13 +22,9 @@ from scaler.signals import Signal, Window
 __all__ = ["CpuBound", "CpuBoundSettings"]
 
 
-class CpuBoundSettings(RuleSettings):
+class CpuBoundSettings(SmoothedStateSettings):
     """When a busy CPU is what limits the fleet."""
 
-    sustain_minutes: int = Field(
-        5, ge=1, description="Minutes the state must hold to be a finding."
-    )
-    smooth_minutes: int = Field(3, ge=1, description="Median over this many minutes against noise.")
     cpu_saturated_pct: float = Field(
         85.0, gt=0, le=100, description="CPU user at or above this is saturated."
     )
@@ -36,7 +32,6 @@ class CpuBoundSettings(RuleSettings):
     behind_margin: float = Field(
         0.02, ge=0, lt=1, description="Throughput below arrivals by this fraction = falling behind."
     )
-    bridge_minutes: int = Field(3, ge=0, description="Missing minutes that do not break the state.")
 
 
 @rules.register("cpu_bound")

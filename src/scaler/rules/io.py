@@ -8,7 +8,14 @@ from pydantic import Field
 from scaler.instances.catalog import InstanceFacts, bundled_catalog
 from scaler.models import EvidenceValue, Finding, Severity
 from scaler.numeric import ffill, lagged, rolling_mean, rolling_min
-from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
+from scaler.rules.base import (
+    Opinion,
+    Rule,
+    RuleContext,
+    RuleOutcome,
+    SmoothedStateSettings,
+    rules,
+)
 from scaler.rules.features import (
     Fleet,
     before_after,
@@ -19,7 +26,7 @@ from scaler.rules.features import (
     rounded,
     spans_to_findings,
 )
-from scaler.signals import Series, Signal, Window
+from scaler.signals import EBS_BYTES, EBS_OPS, Series, Signal, Window
 
 __all__ = ["IowaitBound", "IowaitBoundSettings"]
 
@@ -35,13 +42,9 @@ EBS_SIGNALS = (
 )
 
 
-class IowaitBoundSettings(RuleSettings):
+class IowaitBoundSettings(SmoothedStateSettings):
     """When waiting on I/O counts as the state the fleet is in."""
 
-    sustain_minutes: int = Field(
-        5, ge=1, description="Minutes the state must hold to be a finding."
-    )
-    smooth_minutes: int = Field(3, ge=1, description="Median over this many minutes against noise.")
     iowait_min_pct: float = Field(20.0, ge=0, le=100, description="iowait must be at least this.")
     iowait_rise_pct: float = Field(
         10.0,
@@ -58,7 +61,6 @@ class IowaitBoundSettings(RuleSettings):
     behind_margin: float = Field(
         0.02, ge=0, lt=1, description="Throughput below arrivals by this fraction = falling behind."
     )
-    bridge_minutes: int = Field(3, ge=0, description="Missing minutes that do not break the state.")
     balance_exhausted_pct: float = Field(
         5.0, ge=0, le=100, description="EBS balance at or below this means the burst is spent."
     )
@@ -74,15 +76,6 @@ def _span_mean(window: Window, signal: str, first: int, last: int, fill: int = 0
     return mean_over(ffill(values, fill) if fill else values, first, last)
 
 
-def _sum_signals(window: Window, a: str, b: str) -> Series | None:
-    x, y = window.get(a), window.get(b)
-    if x is None and y is None:
-        return None
-    parts = [v for v in (x, y) if v is not None]
-    stacked = np.vstack(parts)
-    return np.where(np.isnan(stacked).all(axis=0), np.nan, np.nansum(stacked, axis=0))
-
-
 class _Cause:
     """What the EBS metrics say about why the fleet waits, over one span."""
 
@@ -95,8 +88,8 @@ class _Cause:
         facts: InstanceFacts | None,
     ) -> None:
         self.reported = [sig.value for sig in EBS_SIGNALS if window.has(sig)]
-        bytes_pi = _sum_signals(window, Signal.EBS_READ_BYTES, Signal.EBS_WRITE_BYTES)
-        ops_pi = _sum_signals(window, Signal.EBS_READ_OPS, Signal.EBS_WRITE_OPS)
+        bytes_pi = window.total(EBS_BYTES)
+        ops_pi = window.total(EBS_OPS)
         self.mb_s = self.mb_s_before = self.iops = None
         self.plateau = False
         if bytes_pi is not None:

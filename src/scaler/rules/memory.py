@@ -8,11 +8,18 @@ from pydantic import Field
 from scaler.instances.catalog import bundled_catalog
 from scaler.models import EvidenceValue, Finding, Severity, format_time
 from scaler.numeric import ffill, runs
-from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
+from scaler.rules.base import (
+    Opinion,
+    Rule,
+    RuleContext,
+    RuleOutcome,
+    RuleSettings,
+    SustainedStateSettings,
+    rules,
+)
 from scaler.rules.features import held, rounded, spans_to_findings
-from scaler.rules.trendbase import latest_fit, mask_from_fits
+from scaler.rules.trend import FitSpan, TrendFit, bucket, too_short
 from scaler.signals import Signal, Window
-from scaler.trend import bucket, fit_buckets
 
 __all__ = ["MemoryLeak", "MemoryLeakSettings", "MemoryPressure", "MemoryPressureSettings"]
 
@@ -51,39 +58,44 @@ class MemoryLeak(Rule):
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Fit the trailing floor of memory at every interval; a steady climb is a leak."""
         s = self.settings
+        short = too_short(self.name, window, s.min_window_minutes)
+        if short is not None:
+            return RuleOutcome(
+                kind=self.name,
+                findings=[],
+                active=np.zeros(window.length, dtype=bool),
+                unevaluated=short,
+            )
         mem = window.series[Signal.MEM_USED]
         b = s.bucket_minutes
-        floors, peaks = bucket(mem, b, "min"), bucket(mem, b, "max")
-        count = max(s.window_minutes // b, 3)
-        fits = fit_buckets(floors, count, s.min_window_minutes // b)
-        per_hour = fits.slope * 60 / b
-        holds = (per_hour >= s.min_slope_pct_per_hour) & (fits.confidence >= s.min_confidence)
-        active = mask_from_fits(fits, holds, b, window.length)
+        trend = TrendFit.of(
+            window,
+            mem,
+            bucket_minutes=b,
+            how="min",
+            window_minutes=s.window_minutes,
+            min_window_minutes=s.min_window_minutes,
+        )
+        peaks = bucket(mem, b, "max")
+        per_hour = trend.per_hour
+        holds = (per_hour >= s.min_slope_pct_per_hour) & (trend.fits.confidence >= s.min_confidence)
 
-        def describe(first: int, last: int) -> tuple[Severity, str, dict[str, EvidenceValue]]:
-            k = latest_fit(fits, last, b)
-            assert k is not None  # active minutes always follow a fit
-            end_bucket, first_x = int(fits.end[k]), int(fits.first_x[k])
-            n = count - first_x  # buckets of real data in this fit
-            floor_first, floor_now = fits.value_at(k, first_x), fits.value_at(k, count - 1)
-            window_peaks = peaks[end_bucket - n : end_bucket]
-            window_floors = floors[end_bucket - n : end_bucket]
-            sawtooth = float(np.nanmedian(window_peaks - window_floors))
-            slope_h = float(per_hour[k])
-            headroom = s.limit_pct - (floor_now + sawtooth)
+        def describe(
+            fit: FitSpan, first: int, last: int
+        ) -> tuple[Severity, str, dict[str, EvidenceValue]]:
+            window_peaks = peaks[fit.stop - fit.n : fit.stop]
+            sawtooth = float(np.nanmedian(window_peaks - fit.buckets))
+            slope_h = float(per_hour[fit.k])
+            headroom = s.limit_pct - (fit.last + sawtooth)
             hours = max(headroom, 0.0) / slope_h
-            fit_start = window.time_at((end_bucket - n) * b)
-            fit_end = window.time_at(end_bucket * b - 1)
-            oom_at = (
-                window.time_at(end_bucket * b - 1) + np.timedelta64(int(hours * 3600), "s").item()
-            )
+            oom_at = fit.fitted_to + np.timedelta64(int(hours * 3600), "s").item()
             severity = Severity.CRITICAL if hours <= s.critical_within_hours else Severity.WARNING
             summary = (
                 f"Memory is leaking: its floor climbs {slope_h:.2f}%/hour (Theil-Sen on "
-                f"{b}-minute minima, {fits.confidence[k]:.0%} of slopes agree) from "
-                f"{floor_first:.1f}% to {floor_now:.1f}% between {fit_start:%H:%M} and "
-                f"{fit_end:%H:%M}; with GC peaks {sawtooth:.1f}% above the floor it reaches "
-                f"{s.limit_pct:g}% in about {hours:.1f} hours."
+                f"{b}-minute minima, {fit.confidence:.0%} of slopes agree) from "
+                f"{fit.first:.1f}% to {fit.last:.1f}% between {fit.fitted_from:%H:%M} and "
+                f"{fit.fitted_to:%H:%M}; with GC peaks {sawtooth:.1f}% above the floor it "
+                f"reaches {s.limit_pct:g}% in about {hours:.1f} hours."
             )
             return (
                 severity,
@@ -93,16 +105,16 @@ class MemoryLeak(Rule):
                     "hours_to_exhaustion": round(hours, 2),
                     "projected_exhaustion_at": format_time(oom_at),
                     "limit_pct": s.limit_pct,
-                    "floor_now_pct": rounded(floor_now, 2),
+                    "floor_now_pct": rounded(fit.last, 2),
                     "gc_sawtooth_pct": rounded(sawtooth, 2),
-                    "confidence": round(float(fits.confidence[k]), 3),
-                    "fitted_from": format_time(fit_start),
-                    "fitted_to": format_time(fit_end),
+                    "confidence": round(fit.confidence, 3),
+                    "fitted_from": format_time(fit.fitted_from),
+                    "fitted_to": format_time(fit.fitted_to),
                     "method": f"theil_sen_on_{b}min_minima",
                 },
             )
 
-        findings = spans_to_findings(window, self.name, active, 1, describe)
+        findings, active = trend.findings(self.name, holds, describe)
         return RuleOutcome(kind=self.name, findings=findings, active=active)
 
     def recommend(self, finding: Finding, context: RuleContext) -> Opinion | None:
@@ -122,13 +134,10 @@ class MemoryLeak(Rule):
         )
 
 
-class MemoryPressureSettings(RuleSettings):
-    """When high memory is pressure rather than a GC spike."""
+class MemoryPressureSettings(SustainedStateSettings):
+    """When high memory is pressure rather than a GC spike (shorter than sustain_minutes)."""
 
     threshold_pct: float = Field(90.0, gt=0, le=100, description="Memory at or above this is high.")
-    sustain_minutes: int = Field(
-        5, ge=1, description="High for this long is pressure; shorter spikes are GC cycles."
-    )
     bridge_minutes: int = Field(1, ge=0, description="Missing minutes that do not break a span.")
 
 

@@ -1,0 +1,240 @@
+"""Robust trends for the trend rules (`memory_leak`, `latency_growth`): one home for the fitting.
+
+Memory under a garbage-collection saw-tooth and latency under noise both fool a least-squares
+line (one spike bends it) and a two-point difference (it measures the noise). Summarizing each
+interval first (its minimum for memory, the floor a leak lifts; its median for latency) and
+taking the median of all pairwise slopes (Theil–Sen) gives a slope that tolerates ~29% of bad
+points. The share of pairwise slopes that agree in sign is the confidence figure.
+
+`TrendFit` is the scaffolding every trend rule shares: bucket -> fit every trailing run ->
+a causal per-minute mask of where the rule's test holds -> the newest fit behind each span,
+for the rule to describe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+from scaler.models import EvidenceValue, Finding, Severity, Unevaluated
+from scaler.numeric import Mask
+from scaler.rules.features import spans_to_findings
+from scaler.signals import Series, Window
+
+__all__ = [
+    "BucketFits",
+    "FitSpan",
+    "Summary",
+    "TrendFit",
+    "bucket",
+    "fit_buckets",
+    "fit_minute",
+    "latest_fit",
+    "mask_from_fits",
+    "too_short",
+]
+
+Summary = Literal["min", "median", "max"]
+_REDUCERS: dict[str, Callable[..., npt.NDArray[np.float64]]] = {
+    "min": np.nanmin,
+    "median": np.nanmedian,
+    "max": np.nanmax,
+}
+
+
+def bucket(values: Series, minutes: int, how: Summary) -> Series:
+    """Summaries of consecutive `minutes`-long intervals ('min', 'median' or 'max').
+
+    NaN where an interval has no data. The last, partial interval is dropped, so a summary
+    only ever covers complete intervals.
+    """
+    if how not in _REDUCERS:
+        raise ValueError(f"unknown bucket summary {how!r}; valid: {', '.join(_REDUCERS)}")
+    whole = len(values) // minutes
+    if whole == 0:
+        return np.empty(0)
+    blocks = values[: whole * minutes].reshape(whole, minutes)
+    present = ~np.isnan(blocks).all(axis=1)
+    out = np.full(whole, np.nan)
+    if present.any():
+        out[present] = _REDUCERS[how](blocks[present], axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class BucketFits:
+    """Theil–Sen fits over the trailing `count` buckets, one per complete bucket.
+
+    Row k ends at bucket `end[k]` (exclusive). Early rows look back past the start of the data
+    and see missing buckets there, so a fit at bucket e is the same whatever came before the
+    window: causal. Positions x run 0..count-1 within a row; `first_x` is the first present.
+    """
+
+    end: npt.NDArray[np.int64]
+    slope: Series
+    intercept: Series  # the fit's value at x = 0 of its row
+    confidence: Series
+    first_x: npt.NDArray[np.int64]
+
+    def value_at(self, k: int, x: float) -> float:
+        """The fitted value of row k at position x."""
+        return float(self.intercept[k] + self.slope[k] * x)
+
+
+def fit_buckets(buckets: Series, count: int, min_present: int) -> BucketFits:
+    """Fit every trailing run of `count` buckets at once (rows of a sliding window)."""
+    padded = np.concatenate((np.full(count - 1, np.nan), buckets))
+    if len(buckets) == 0:  # a window shorter than one bucket: no fits, not an error
+        empty = np.empty(0)
+        return BucketFits(np.empty(0, np.int64), empty, empty, empty, np.empty(0, np.int64))
+    rows = sliding_window_view(padded, count)
+    i, j = np.triu_indices(count, k=1)
+    with np.errstate(invalid="ignore"):
+        slopes = (rows[:, j] - rows[:, i]) / (j - i)
+    present_mask = ~np.isnan(rows)
+    present = present_mask.sum(axis=1)
+    usable = present >= max(min_present, 3)
+    slope = np.full(len(rows), np.nan)
+    intercept = np.full(len(rows), np.nan)
+    confidence = np.zeros(len(rows))
+    if usable.any():
+        s = np.nanmedian(slopes[usable], axis=1)
+        slope[usable] = s
+        x = np.arange(count)
+        intercept[usable] = np.nanmedian(rows[usable] - s[:, None] * x, axis=1)
+        valid = ~np.isnan(slopes[usable])
+        agree = (np.sign(slopes[usable]) == np.sign(s)[:, None]) & valid
+        confidence[usable] = np.where(
+            s != 0, agree.sum(axis=1) / np.maximum(valid.sum(axis=1), 1), 0
+        )
+    end = np.arange(1, len(buckets) + 1, dtype=np.int64)
+    first_x = np.argmax(present_mask, axis=1).astype(np.int64)
+    return BucketFits(end, slope, intercept, confidence, first_x)
+
+
+def fit_minute(fits: BucketFits, k: int, bucket_minutes: int) -> int:
+    """The minute at which fit `k` becomes known: the last minute of its last bucket."""
+    return int(fits.end[k]) * bucket_minutes - 1
+
+
+def mask_from_fits(fits: BucketFits, holds: Mask, bucket_minutes: int, length: int) -> Mask:
+    """Minutes at which the latest known fit says the state holds (until the next fit)."""
+    active = np.zeros(length, dtype=bool)
+    for k in map(int, np.flatnonzero(holds)):
+        first = fit_minute(fits, k, bucket_minutes)
+        last = fit_minute(fits, k + 1, bucket_minutes) if k + 1 < len(fits.end) else length
+        active[first : min(last, length)] = True
+    return active
+
+
+def latest_fit(fits: BucketFits, minute: int, bucket_minutes: int) -> int | None:
+    """Index of the newest fit known at `minute`, or None."""
+    known = np.flatnonzero(fits.end * bucket_minutes - 1 <= minute)
+    return int(known[-1]) if len(known) else None
+
+
+def too_short(kind: str, window: Window, min_minutes: int) -> Unevaluated | None:
+    """Why a trend rule cannot judge a window shorter than it needs, or None if it can."""
+    if window.length >= min_minutes:
+        return None
+    return Unevaluated(
+        kind=kind,
+        group=window.group,
+        missing=[],
+        reason=f"{kind} needs at least {min_minutes} minutes of data to fit a trend; "
+        f"this window has {window.length}",
+    )
+
+
+@dataclass(frozen=True)
+class FitSpan:
+    """The newest fit behind a span of findings, and the data it was fitted on."""
+
+    k: int
+    stop: int  # the fit's last bucket (exclusive)
+    n: int  # buckets of real data in the fit
+    fitted_from: datetime
+    fitted_to: datetime
+    first: float  # the fitted value at the first bucket with data
+    last: float  # the fitted value at the last bucket
+    confidence: float
+    buckets: Series  # the bucket summaries the fit saw, from its first present one
+
+
+Describe = Callable[[FitSpan, int, int], tuple[Severity, str, dict[str, EvidenceValue]]]
+
+
+@dataclass(frozen=True)
+class TrendFit:
+    """One signal bucketed and fitted at every complete bucket of a window."""
+
+    window: Window
+    buckets: Series
+    fits: BucketFits
+    bucket_minutes: int
+    count: int
+
+    @classmethod
+    def of(
+        cls,
+        window: Window,
+        values: Series,
+        *,
+        bucket_minutes: int,
+        how: Summary,
+        window_minutes: int,
+        min_window_minutes: int,
+    ) -> TrendFit:
+        """Bucket `values` and fit the trailing `window_minutes` at every bucket."""
+        buckets = bucket(values, bucket_minutes, how)
+        count = max(window_minutes // bucket_minutes, 3)
+        fits = fit_buckets(buckets, count, min_window_minutes // bucket_minutes)
+        return cls(window, buckets, fits, bucket_minutes, count)
+
+    @property
+    def first(self) -> Series:
+        """Each fit's value at its first bucket with data."""
+        return self.fits.intercept + self.fits.slope * self.fits.first_x
+
+    @property
+    def last(self) -> Series:
+        """Each fit's value at its last bucket."""
+        return self.fits.intercept + self.fits.slope * (self.count - 1)
+
+    @property
+    def per_hour(self) -> Series:
+        """Each fit's slope in units per hour."""
+        return self.fits.slope * 60 / self.bucket_minutes
+
+    def span(self, minute: int) -> FitSpan:
+        """The newest fit known at `minute` (a minute the rule's mask marks active)."""
+        k = latest_fit(self.fits, minute, self.bucket_minutes)
+        assert k is not None  # active minutes always follow a fit
+        b = self.bucket_minutes
+        stop, n = int(self.fits.end[k]), self.count - int(self.fits.first_x[k])
+        return FitSpan(
+            k=k,
+            stop=stop,
+            n=n,
+            fitted_from=self.window.time_at((stop - n) * b),
+            fitted_to=self.window.time_at(stop * b - 1),
+            first=float(self.first[k]),
+            last=float(self.last[k]),
+            confidence=float(self.fits.confidence[k]),
+            buckets=self.buckets[stop - n : stop],
+        )
+
+    def findings(self, kind: str, holds: Mask, describe: Describe) -> tuple[list[Finding], Mask]:
+        """Findings where `holds` (one flag per fit) is true, each described from its fit."""
+        active = mask_from_fits(self.fits, holds, self.bucket_minutes, self.window.length)
+
+        def described(first: int, last: int) -> tuple[Severity, str, dict[str, EvidenceValue]]:
+            return describe(self.span(last), first, last)
+
+        return spans_to_findings(self.window, kind, active, 1, described), active
