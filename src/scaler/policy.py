@@ -150,9 +150,18 @@ class GroupPolicy(_Strict):
                 out.append(rule(settings))
         return out
 
-    def context(self, instance: Any = None) -> RuleContext:
-        """What the rules need to know about the fleet beyond its metrics."""
-        return RuleContext(instance=instance, cpu_target_pct=self.cpu_target_pct)
+    def context(self, instance: Any = None, catalog: Catalog | None = None) -> RuleContext:
+        """What the rules need to know about the fleet beyond its metrics.
+
+        `catalog` is the policy's catalog (its prices, any refreshed snapshot); rules read
+        instance facts and prices only through it.
+        """
+        return RuleContext(
+            instance=instance,
+            cpu_target_pct=self.cpu_target_pct,
+            catalog=catalog or bundled_catalog(),
+            instance_choice=self.instance_choice,
+        )
 
 
 class LiveSettings(_Strict):

@@ -38,6 +38,7 @@ __all__ = [
     "State",
     "Strategy",
     "rank_alternatives",
+    "size_on",
 ]
 
 GP3_BASE_MIB_S = 125.0  # included in the gp3 price
@@ -92,6 +93,33 @@ def rank_alternatives(
     # the reference row stays, so the table always answers "why not just more of the same?"
     top += [a for a in best[limit:] if a.strategy is Strategy.SAME_TYPE]
     return top
+
+
+def size_on(
+    instance_type: str,
+    current: InstanceFacts,
+    state: State,
+    demand: Demand,
+    catalog: Catalog,
+    constraints: InstanceConstraints | None = None,
+    *,
+    utilization: float = 0.9,
+) -> Alternative | None:
+    """The row `rank_alternatives` computes for `instance_type` (the same arithmetic), even
+    where its table keeps another size of the family; None if the constraints exclude it."""
+    for plan in _plans(current, state, demand, catalog, constraints or InstanceConstraints()):
+        if plan.facts.instance_type == instance_type and plan.strategy is not (
+            Strategy.GP3_THROUGHPUT
+        ):
+            return _cost(
+                plan,
+                current=current,
+                state=state,
+                demand=demand,
+                catalog=catalog,
+                utilization=utilization,
+            )
+    return None
 
 
 def _plans(

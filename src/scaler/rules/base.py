@@ -8,8 +8,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from scaler.instances.alternatives import State
-from scaler.instances.catalog import InstanceFacts
+from scaler.instances.alternatives import InstanceConstraints, State
+from scaler.instances.catalog import Catalog, InstanceFacts, bundled_catalog
 from scaler.models import Finding, Unevaluated
 from scaler.numeric import Mask
 from scaler.registry import Registry
@@ -51,14 +51,43 @@ class SmoothedStateSettings(SustainedStateSettings):
 
 
 class RuleContext(BaseModel):
-    """Facts about the fleet that are not metrics: what it runs on, what it scales on."""
+    """Facts about the fleet that are not metrics: what it runs on, what it scales on.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Rules read instance facts and prices only through here (`catalog` carries the policy's
+    prices and any refreshed snapshot), and propose only types `instance_choice` allows.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     instance: InstanceFacts | None = None
     cpu_target_pct: float = Field(
         60.0, description="The CPU target of the group's existing scaling policy, if any."
     )
+    catalog: Catalog = Field(default_factory=bundled_catalog)
+    instance_choice: InstanceConstraints = Field(default_factory=InstanceConstraints)
+
+    def price(self, instance_type: str) -> float | None:
+        """USD per instance-hour (the policy's price, else the bundled table), or None."""
+        return self.catalog.price(instance_type)
+
+    def choices(self) -> list[InstanceFacts]:
+        """Every other type the policy's `instance_choice` lets advice propose."""
+        current = self.instance
+        if current is None:
+            return []
+        return [
+            t
+            for t in self.catalog.all()
+            if t.instance_type != current.instance_type
+            and self.instance_choice.allows(t, current, self.price(t.instance_type))
+        ]
+
+    def nothing_allowed(self, wanted: str) -> Opinion:
+        """An opinion that proposes no type because `instance_choice` allows none that fits."""
+        return Opinion(
+            reason=f"no type is proposed: the policy's instance_choice "
+            f"({self.instance_choice.describe()}) allows no {wanted}"
+        )
 
 
 class Opinion(BaseModel):

@@ -15,7 +15,7 @@ from scaler.instances.burst import (
     bytes_per_min_to_mb_s,
     ops_per_min_to_iops,
 )
-from scaler.instances.catalog import InstanceFacts, bundled_catalog
+from scaler.instances.catalog import InstanceFacts
 from scaler.models import EvidenceValue, Finding, Severity, Unevaluated, format_time
 from scaler.numeric import rolling_mean, runs, sustained
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
@@ -223,13 +223,21 @@ class EbsBurstExhaustion(Rule):
             return None
         fits = [
             t
-            for t in bundled_catalog().all()
+            for t in context.choices()
             if t.family == facts.family
             and t.architecture == facts.architecture
             and t.ebs_baseline_mb_s >= usage
         ]
         local = f"{facts.family}d" if not facts.local_nvme else facts.family
         if not fits:
+            exists = any(
+                t.family == facts.family and t.ebs_baseline_mb_s >= usage
+                for t in context.catalog.all()
+            )
+            if exists:
+                return context.nothing_allowed(
+                    f"{facts.family} size that sustains {usage:g} MB/s of EBS"
+                )
             return Opinion(
                 reason=f"each instance draws {usage:g} MB/s, above what any {facts.family} size "
                 f"sustains; move the hot I/O to local NVMe ({local}) or spread it over more "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from scaler.instances.catalog import InstanceFacts, bundled_catalog
+from scaler.instances.catalog import InstanceFacts
 from scaler.models import EvidenceValue, Finding, Severity
 from scaler.numeric import ffill, lagged, rolling_mean, rolling_min
 from scaler.rules.base import (
@@ -218,7 +218,9 @@ class IowaitBound(Rule):
         if finding.evidence.get("cause") != "ebs_instance_limit" or context.instance is None:
             return None
         demand = finding.evidence.get("ebs_mb_s_per_instance_before")
-        return _type_opinion(context.instance, demand if isinstance(demand, float) else None)
+        return _type_opinion(
+            context.instance, demand if isinstance(demand, float) else None, context
+        )
 
 
 def _describe(
@@ -277,18 +279,23 @@ def _describe(
     return Severity.CRITICAL, summary, evidence
 
 
-def _type_opinion(current: InstanceFacts, demand_mb_s: float | None) -> Opinion | None:
-    """Local NVMe in the same family and size, else a size whose baseline covers the demand."""
-    catalog = bundled_catalog()
+def _type_opinion(
+    current: InstanceFacts, demand_mb_s: float | None, context: RuleContext
+) -> Opinion | None:
+    """Local NVMe in the same family and size, else a size whose baseline covers the demand.
+
+    Only types the policy's `instance_choice` allows are considered.
+    """
+    allowed = {t.instance_type: t for t in context.choices()}
     size = current.instance_type.split(".", 1)[1]
-    nvme = None if current.local_nvme else catalog.get(f"{current.family}d.{size}")
+    nvme = None if current.local_nvme else allowed.get(f"{current.family}d.{size}")
     need = (
         demand_mb_s
         if demand_mb_s and demand_mb_s > current.ebs_baseline_mb_s
         else current.ebs_max_mb_s
     )
     bigger = sorted(
-        (t for t in catalog.all() if t.family == current.family and t.ebs_baseline_mb_s >= need),
+        (t for t in allowed.values() if t.family == current.family and t.ebs_baseline_mb_s >= need),
         key=lambda t: (t.vcpus, t.instance_type),
     )
     larger = bigger[0] if bigger else None
@@ -313,4 +320,7 @@ def _type_opinion(current: InstanceFacts, demand_mb_s: float | None) -> Opinion 
             instance_type=larger.instance_type,
             reason=larger_text[0].upper() + larger_text[1:] + ".",
         )
-    return None
+    return context.nothing_allowed(
+        f"local-NVMe {current.family}d type and no {current.family} size that sustains "
+        f"{need:.0f} MB/s of EBS"
+    )

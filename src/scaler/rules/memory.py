@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from scaler.instances.catalog import bundled_catalog
 from scaler.models import EvidenceValue, Finding, Severity, format_time
 from scaler.numeric import ffill, runs
 from scaler.rules.base import (
@@ -203,24 +202,26 @@ class MemoryPressure(Rule):
                 reason="Memory-bound: move to a memory-optimized type with the same vCPUs "
                 "(the instance type is unknown, so none is named)."
             )
-        catalog = bundled_catalog()
         options = sorted(
             (
                 t
-                for t in catalog.all()
+                for t in context.choices()
                 if t.vcpus == current.vcpus
                 and t.memory_gib > current.memory_gib
                 and t.architecture == current.architecture
                 and not t.local_nvme
             ),
-            key=lambda t: (catalog.price(t.instance_type) or float("inf"), t.memory_gib),
+            key=lambda t: (context.price(t.instance_type) or float("inf"), t.memory_gib),
         )
         if not options:
-            return None
+            return context.nothing_allowed(
+                f"memory-optimized type with {current.vcpus} vCPUs and more than "
+                f"{current.memory_gib:g} GiB"
+            )
         choice = options[0]
-        now, then = catalog.price(current.instance_type), catalog.price(choice.instance_type)
+        now, then = context.price(current.instance_type), context.price(choice.instance_type)
         cost = (
-            f"{then - now:+.3f} USD/hour per instance ({now:.3f} -> {then:.3f}, on-demand)"
+            f"{then - now:+.3f} USD/hour per instance ({now:.3f} -> {then:.3f})"
             if now is not None and then is not None
             else "price unknown for one of the types; not estimated"
         )
