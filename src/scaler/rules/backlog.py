@@ -8,7 +8,17 @@ from pydantic import Field
 from scaler.models import EvidenceValue, Severity, format_time
 from scaler.numeric import ffill, lagged, rolling_mean
 from scaler.rules.base import Rule, RuleContext, RuleOutcome, SmoothedStateSettings, rules
-from scaler.rules.features import Fleet, held, mean_over, num, rounded, spans_to_findings
+from scaler.rules.features import (
+    BOTTLENECK_SIGNALS,
+    CpuBudget,
+    Fleet,
+    bottleneck,
+    held,
+    mean_over,
+    num,
+    rounded,
+    spans_to_findings,
+)
 from scaler.signals import Series, Signal, Window
 
 __all__ = ["BacklogGrowing", "BacklogGrowingSettings", "minutes_until_age_limit"]
@@ -83,11 +93,38 @@ class BacklogGrowing(Rule):
         age = window.get(Signal.QUEUE_OLDEST_AGE)
         age_f = None if age is None else ffill(age, 5)
 
+        budget = CpuBudget(fleet)
+
         def describe(first: int, last: int) -> tuple[Severity, str, dict[str, EvidenceValue]]:
-            return _describe(fleet, growth, age_f, first, last, s)
+            severity, summary, evidence = _describe(fleet, growth, age_f, first, last, s)
+            kind, missing = _bottleneck(window, fleet, budget, first, last)
+            evidence["bottleneck"] = kind
+            evidence["bottleneck_missing"] = missing
+            named = (
+                f" Bottleneck: {kind}."
+                if kind != "unknown"
+                else " Bottleneck: unknown"
+                + (f" ({', '.join(missing)} not reported)." if missing else ".")
+            )
+            return severity, summary + named, evidence
 
         findings = spans_to_findings(window, self.name, active, s.sustain_minutes, describe)
         return RuleOutcome(kind=self.name, findings=findings, active=active)
+
+
+def _bottleneck(
+    window: Window, fleet: Fleet, budget: CpuBudget, first: int, last: int
+) -> tuple[str, list[str]]:
+    """Which resource holds the fleet back over the span, and the signals that would tell."""
+    mem = window.get(Signal.MEM_USED)
+    kind = bottleneck(
+        mean_over(budget.busy, first, last),
+        mean_over(budget.idle, first, last),
+        mean_over(budget.iowait, first, last),
+        None if mem is None else mean_over(mem, first, last),
+    )
+    missing = window.missing(BOTTLENECK_SIGNALS) if kind == "unknown" else []
+    return kind, missing
 
 
 def _at(values: Series | None, i: int) -> float | None:
