@@ -265,3 +265,33 @@ def test_a_header_only_replay_is_bad_input(
     captured = capsys.readouterr()
     assert "Findings" not in captured.out
     assert "no datapoints" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("window", "leak", "why"),
+    [
+        (trend_traces.level_shift(), False, "a deploy: 40% -> 58% at hour 4, then flat"),
+        (trend_traces.level_shift(at_hour=8), False, "the same step late in the span"),
+        (trend_traces.level_shift(at_hour=2, after=50), False, "a smaller, early step"),
+        (trend_traces.leak(), True, "the control: a steady climb is still a leak"),
+        (trend_traces.leak_with_restarts(), True, "a leak that restarts every 16 hours"),
+    ],
+)
+def test_a_level_shift_is_not_a_leak_and_restarts_do_not_hide_one(
+    window: Window, leak: bool, why: str
+) -> None:
+    """The leak fit needs the climb in both halves of its span, and skips restart drops."""
+    findings = MemoryLeak().evaluate(window, CTX).findings
+    assert bool(findings) is leak, why
+
+
+def test_a_leak_with_restarts_is_one_finding_that_says_when_the_next_restart_is_due() -> None:
+    """Measured on the climbing segments: the true slope, the restarts, what comes first."""
+    findings = MemoryLeak().evaluate(trend_traces.leak_with_restarts(), CTX).findings
+    assert len(findings) == 1 and findings[0].end is None
+    ev = findings[0].evidence
+    assert ev["slope_pct_per_hour"] == pytest.approx(1.0, rel=0.25)
+    assert ev["restarts"] == 4
+    assert ev["restart_period_hours"] == pytest.approx(16.0)
+    assert ev["next_restart_due_at"] == "2026-03-05T16:00:00Z"
+    assert "the next is due" in findings[0].summary

@@ -43,6 +43,19 @@ class MemoryLeakSettings(RuleSettings):
     critical_within_hours: float = Field(
         12.0, ge=0, description="Critical when the projected OOM is this close."
     )
+    min_half_slope_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Each half of the fitted span must climb at least this share of the whole "
+        "fit's slope: a one-time step (a deploy raising memory, then flat) is not a leak.",
+    )
+    restart_drop_pct: float = Field(
+        10.0,
+        gt=0,
+        description="A fall of the floor by this many points between intervals is a restart; "
+        "the leak is measured on the climbing segments between restarts.",
+    )
 
 
 @rules.register("memory_leak")
@@ -74,10 +87,16 @@ class MemoryLeak(Rule):
             how="min",
             window_minutes=s.window_minutes,
             min_window_minutes=s.min_window_minutes,
+            restart_drop=s.restart_drop_pct,
         )
         peaks = bucket(mem, b, "max")
         per_hour = trend.per_hour
         holds = (per_hour >= s.min_slope_pct_per_hour) & (trend.fits.confidence >= s.min_confidence)
+        for k in map(int, np.flatnonzero(holds)):
+            halves = trend.half_slopes(k)
+            need = s.min_half_slope_share * float(trend.fits.slope[k])
+            holds[k] = all(h >= need for h in halves)  # NaN (a half without data) fails
+        restart_at = np.flatnonzero(np.diff(trend.segments) > 0) + 1  # buckets that restarted
 
         def describe(
             fit: FitSpan, first: int, last: int
@@ -89,6 +108,7 @@ class MemoryLeak(Rule):
             hours = max(headroom, 0.0) / slope_h
             oom_at = fit.fitted_to + np.timedelta64(int(hours * 3600), "s").item()
             severity = Severity.CRITICAL if hours <= s.critical_within_hours else Severity.WARNING
+            seen = restart_at[restart_at < fit.stop]
             summary = (
                 f"Memory is leaking: its floor climbs {slope_h:.2f}%/hour (Theil-Sen on "
                 f"{b}-minute minima, {fit.confidence:.0%} of slopes agree) from "
@@ -96,6 +116,26 @@ class MemoryLeak(Rule):
                 f"{fit.fitted_to:%H:%M}; with GC peaks {sawtooth:.1f}% above the floor it "
                 f"reaches {s.limit_pct:g}% in about {hours:.1f} hours."
             )
+            restart_evidence: dict[str, EvidenceValue] = {"restarts": len(seen)}
+            if len(seen):
+                last_restart = window.time_at(int(seen[-1]) * b)
+                period_h = float(np.median(np.diff(seen))) * b / 60 if len(seen) >= 2 else None
+                summary += (
+                    f" It resets when the process restarts ({len(seen)} restart(s) seen, the "
+                    f"last at {last_restart:%Y-%m-%d %H:%M}); measured on the climbing "
+                    "segments between them"
+                )
+                restart_evidence["last_restart_at"] = format_time(last_restart)
+                if period_h is not None:
+                    due = last_restart + np.timedelta64(int(period_h * 3600), "s").item()
+                    first_due = "restart" if due < oom_at else "OOM"
+                    summary += (
+                        f"; restarts come about every {period_h:.1f} hours, so the next is due "
+                        f"about {due:%Y-%m-%d %H:%M}, and the {first_due} comes first"
+                    )
+                    restart_evidence["restart_period_hours"] = round(period_h, 2)
+                    restart_evidence["next_restart_due_at"] = format_time(due)
+                summary += "."
             return (
                 severity,
                 summary,
@@ -110,6 +150,7 @@ class MemoryLeak(Rule):
                     "fitted_from": format_time(fit.fitted_from),
                     "fitted_to": format_time(fit.fitted_to),
                     "method": f"theil_sen_on_{b}min_minima",
+                    **restart_evidence,
                 },
             )
 

@@ -13,6 +13,7 @@ for the rule to describe.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,7 @@ __all__ = [
     "fit_minute",
     "latest_fit",
     "mask_from_fits",
+    "restarts",
     "too_short",
 ]
 
@@ -87,19 +89,37 @@ class BucketFits:
         return float(self.intercept[k] + self.slope[k] * x)
 
 
-def fit_buckets(buckets: Series, count: int, min_present: int) -> BucketFits:
-    """Fit every trailing run of `count` buckets at once (rows of a sliding window)."""
-    padded = np.concatenate((np.full(count - 1, np.nan), buckets))
+def fit_buckets(
+    buckets: Series,
+    count: int,
+    min_present: int,
+    segments: npt.NDArray[np.int64] | None = None,
+) -> BucketFits:
+    """Fit every trailing run of `count` buckets at once (rows of a sliding window).
+
+    With `segments` (a segment number per bucket, rising at each restart), only pairs within
+    one segment count towards the slope, and the intercept is placed on the row's last
+    segment: a saw-tooth that resets at restarts is measured on its climbing parts.
+    """
     if len(buckets) == 0:  # a window shorter than one bucket: no fits, not an error
         empty = np.empty(0)
         return BucketFits(np.empty(0, np.int64), empty, empty, empty, np.empty(0, np.int64))
+    padded = np.concatenate((np.full(count - 1, np.nan), buckets))
     rows = sliding_window_view(padded, count)
     i, j = np.triu_indices(count, k=1)
     with np.errstate(invalid="ignore"):
         slopes = (rows[:, j] - rows[:, i]) / (j - i)
+    on_last = np.ones(rows.shape, dtype=bool)
+    if segments is not None:
+        seg = sliding_window_view(
+            np.concatenate((np.full(count - 1, segments[0] if len(segments) else 0), segments)),
+            count,
+        )
+        slopes = np.where(seg[:, j] == seg[:, i], slopes, np.nan)
+        on_last = seg == seg[:, -1:]
     present_mask = ~np.isnan(rows)
     present = present_mask.sum(axis=1)
-    usable = present >= max(min_present, 3)
+    usable = (present >= max(min_present, 3)) & ~np.isnan(slopes).all(axis=1)
     slope = np.full(len(rows), np.nan)
     intercept = np.full(len(rows), np.nan)
     confidence = np.zeros(len(rows))
@@ -107,15 +127,45 @@ def fit_buckets(buckets: Series, count: int, min_present: int) -> BucketFits:
         s = np.nanmedian(slopes[usable], axis=1)
         slope[usable] = s
         x = np.arange(count)
-        intercept[usable] = np.nanmedian(rows[usable] - s[:, None] * x, axis=1)
+        placed = np.where(on_last[usable], rows[usable], np.nan) - s[:, None] * x
+        fallback = rows[usable] - s[:, None] * x
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN last segment
+            on_segment = np.nanmedian(placed, axis=1)
+        intercept[usable] = np.where(
+            np.isnan(on_segment), np.nanmedian(fallback, axis=1), on_segment
+        )
         valid = ~np.isnan(slopes[usable])
         agree = (np.sign(slopes[usable]) == np.sign(s)[:, None]) & valid
         confidence[usable] = np.where(
             s != 0, agree.sum(axis=1) / np.maximum(valid.sum(axis=1), 1), 0
         )
     end = np.arange(1, len(buckets) + 1, dtype=np.int64)
-    first_x = np.argmax(present_mask, axis=1).astype(np.int64)
+    first_present = present_mask & on_last
+    first_x = np.argmax(first_present, axis=1).astype(np.int64)
     return BucketFits(end, slope, intercept, confidence, first_x)
+
+
+def restarts(buckets: Series, drop: float) -> npt.NDArray[np.int64]:
+    """Segment number per bucket, rising where the summary falls by more than `drop`."""
+    last_seen = buckets.copy()
+    for k in range(1, len(last_seen)):  # carry the last present value over gaps
+        if np.isnan(last_seen[k]):
+            last_seen[k] = last_seen[k - 1]
+    with np.errstate(invalid="ignore"):
+        falls = np.concatenate(([False], np.diff(last_seen) < -drop))
+    return np.cumsum(falls).astype(np.int64)
+
+
+def _median_slope(x: Series, y: Series, seg: npt.NDArray[np.int64]) -> float:
+    """Theil–Sen slope of the present points, pairs within one segment only (NaN if none)."""
+    keep = ~np.isnan(y)
+    x, y, seg = x[keep], y[keep], seg[keep]
+    i, j = np.triu_indices(len(x), k=1)
+    same = seg[i] == seg[j]
+    if not same.any():
+        return float("nan")
+    return float(np.median((y[j] - y[i])[same] / (x[j] - x[i])[same]))
 
 
 def fit_minute(fits: BucketFits, k: int, bucket_minutes: int) -> int:
@@ -179,6 +229,7 @@ class TrendFit:
     fits: BucketFits
     bucket_minutes: int
     count: int
+    segments: npt.NDArray[np.int64]
 
     @classmethod
     def of(
@@ -190,12 +241,43 @@ class TrendFit:
         how: Summary,
         window_minutes: int,
         min_window_minutes: int,
+        restart_drop: float | None = None,
     ) -> TrendFit:
-        """Bucket `values` and fit the trailing `window_minutes` at every bucket."""
+        """Bucket `values` and fit the trailing `window_minutes` at every bucket.
+
+        With `restart_drop`, a fall of a bucket summary by more than that starts a new
+        segment (a restart), and fits measure the climbing segments between restarts.
+        """
         buckets = bucket(values, bucket_minutes, how)
         count = max(window_minutes // bucket_minutes, 3)
-        fits = fit_buckets(buckets, count, min_window_minutes // bucket_minutes)
-        return cls(window, buckets, fits, bucket_minutes, count)
+        segments = (
+            restarts(buckets, restart_drop)
+            if restart_drop is not None
+            else np.zeros(len(buckets), dtype=np.int64)
+        )
+        fits = fit_buckets(
+            buckets,
+            count,
+            min_window_minutes // bucket_minutes,
+            segments if restart_drop is not None else None,
+        )
+        return cls(window, buckets, fits, bucket_minutes, count, segments)
+
+    def half_slopes(self, k: int) -> tuple[float, float]:
+        """Slopes of the first and second half of fit k's data (a step climbs in one only)."""
+        stop = int(self.fits.end[k])
+        start = max(stop - self.count, 0)
+        y, seg = self.buckets[start:stop], self.segments[start:stop]
+        present = np.flatnonzero(~np.isnan(y))
+        if len(present) < 4:
+            return float("nan"), float("nan")
+        first, last = int(present[0]), int(present[-1])
+        middle = (first + last + 1) // 2
+        x = np.arange(len(y), dtype=np.float64)
+        return (
+            _median_slope(x[first:middle], y[first:middle], seg[first:middle]),
+            _median_slope(x[middle : last + 1], y[middle : last + 1], seg[middle : last + 1]),
+        )
 
     @property
     def first(self) -> Series:
