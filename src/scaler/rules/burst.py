@@ -17,11 +17,15 @@ from scaler.instances.burst import (
 )
 from scaler.instances.catalog import InstanceFacts
 from scaler.models import EvidenceValue, Finding, Severity, Unevaluated, format_time
-from scaler.numeric import rolling_mean, runs, sustained
+from scaler.numeric import Mask, rolling_mean, runs, sustained
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
 from scaler.signals import EBS_BYTES, EBS_OPS, Series, Signal, Window
 
 __all__ = ["EbsBurstExhaustion", "EbsBurstSettings"]
+
+
+#: Usage within this fraction of the baseline is the throttle itself, not burst being spent.
+_THROTTLED_WITHIN = 0.05
 
 
 class EbsBurstSettings(RuleSettings):
@@ -41,6 +45,12 @@ class EbsBurstSettings(RuleSettings):
     )
     min_minutes: int = Field(
         3, ge=1, description="Usage must stay above the baseline this long before a warning."
+    )
+    rearm_balance_pct: float = Field(
+        20.0,
+        ge=0,
+        le=100,
+        description="After a bucket runs out, warn again only once it has refilled to this.",
     )
     burst_minutes: float = Field(
         BURST_MINUTES,
@@ -110,9 +120,20 @@ class EbsBurstExhaustion(Rule):
         assert isinstance(settings, EbsBurstSettings)
         tracks = self._tracks(window, context.instance, settings)
         soonest = np.full(window.length, np.inf)
+        spent = np.zeros(window.length, dtype=bool)
+        draining = np.zeros(window.length, dtype=bool)
         for track in tracks:
             soonest = np.fmin(soonest, track.minutes)  # fmin: a missing minute is no alarm
-        active = sustained(soonest <= settings.warn_minutes_ahead, settings.min_minutes)
+            spent |= _spent(track, settings.rearm_balance_pct / 100.0)
+            with np.errstate(invalid="ignore"):
+                draining |= (track.minutes <= settings.warn_minutes_ahead) & (
+                    track.usage > track.bucket.baseline * (1 + _THROTTLED_WITHIN)
+                )
+        # A warning is about the future: it starts only while the bucket still holds credit,
+        # runs on until the fleet is held at its baseline, and is not raised again once the
+        # bucket has run out (the throttle is iowait_bound's to name) until it has refilled.
+        ahead = (soonest > 0) & (soonest <= settings.warn_minutes_ahead) & ~spent
+        active = _carried(sustained(ahead, settings.min_minutes), draining)
         findings = [
             self._finding(window, context.instance, tracks, run, settings) for run in runs(active)
         ]
@@ -251,6 +272,30 @@ class EbsBurstExhaustion(Rule):
             f"sustains {best.ebs_baseline_mb_s:g} MB/s, or keep the size and move the hot I/O "
             f"to the local NVMe of {local} (see the ranked alternatives)",
         )
+
+
+def _carried(started: Mask, going_on: Mask) -> Mask:
+    """`started` runs, each extended for as long as `going_on` holds after it."""
+    out = started.copy()
+    for i in range(1, len(out)):
+        if not out[i] and out[i - 1] and going_on[i]:
+            out[i] = True
+    return out
+
+
+def _spent(track: _Track, rearm: float) -> Mask:
+    """Minutes from a bucket running out until its balance is back at `rearm` (0..1)."""
+    out = np.zeros(len(track.minutes), dtype=bool)
+    empty = track.minutes <= 0
+    refilled = track.balance >= rearm
+    state = False
+    for i in range(len(out)):
+        if empty[i]:
+            state = True
+        elif state and refilled[i]:
+            state = False
+        out[i] = state
+    return out
 
 
 def _balance_source(track: _Track, window: Window, at: int) -> str:
