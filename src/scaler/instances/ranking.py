@@ -77,14 +77,7 @@ def rank_alternatives(
 
     The current type (more instances of it) is always ranked too, as the reference.
     """
-    constraints = constraints or InstanceConstraints()
-    plans = list(_plans(current, state, demand, catalog, constraints))
-    costed = [
-        _cost(
-            p, current=current, state=state, demand=demand, catalog=catalog, utilization=utilization
-        )
-        for p in plans
-    ]
+    costed = _costed(current, state, demand, catalog, constraints, utilization)
     best = _best_per_family(costed, current, demand)
     best.sort(key=_rank_key)
     if limit is None:
@@ -107,19 +100,33 @@ def size_on(
 ) -> Alternative | None:
     """The row `rank_alternatives` computes for `instance_type` (the same arithmetic), even
     where its table keeps another size of the family; None if the constraints exclude it."""
-    for plan in _plans(current, state, demand, catalog, constraints or InstanceConstraints()):
-        if plan.facts.instance_type == instance_type and plan.strategy is not (
-            Strategy.GP3_THROUGHPUT
-        ):
-            return _cost(
-                plan,
-                current=current,
-                state=state,
-                demand=demand,
-                catalog=catalog,
-                utilization=utilization,
-            )
-    return None
+    costed = _costed(current, state, demand, catalog, constraints, utilization)
+    return next(
+        (
+            a
+            for a in costed
+            if a.instance_type == instance_type and a.strategy is not Strategy.GP3_THROUGHPUT
+        ),
+        None,
+    )
+
+
+def _costed(
+    current: InstanceFacts,
+    state: State,
+    demand: Demand,
+    catalog: Catalog,
+    constraints: InstanceConstraints | None,
+    utilization: float,
+) -> list[Alternative]:
+    """Every candidate the constraints allow, sized and priced (before picking per family)."""
+    plans = _plans(current, state, demand, catalog, constraints or InstanceConstraints())
+    return [
+        _cost(
+            p, current=current, state=state, demand=demand, catalog=catalog, utilization=utilization
+        )
+        for p in plans
+    ]
 
 
 def _plans(

@@ -69,12 +69,7 @@ class LatencyGrowth(Rule):
             return RuleOutcome.skipped(self.name, window, [Signal.WORK_LATENCY], why)
         short = too_short(self.name, window, s.min_window_minutes)
         if short is not None:
-            return RuleOutcome(
-                kind=self.name,
-                findings=[],
-                active=np.zeros(window.length, dtype=bool),
-                unevaluated=short,
-            )
+            return short
         b = s.bucket_minutes
         trend = TrendFit.of(
             window,

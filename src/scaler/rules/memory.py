@@ -72,12 +72,7 @@ class MemoryLeak(Rule):
         s = self.settings
         short = too_short(self.name, window, s.min_window_minutes)
         if short is not None:
-            return RuleOutcome(
-                kind=self.name,
-                findings=[],
-                active=np.zeros(window.length, dtype=bool),
-                unevaluated=short,
-            )
+            return short
         mem = window.series[Signal.MEM_USED]
         b = s.bucket_minutes
         trend = TrendFit.of(

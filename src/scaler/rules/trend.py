@@ -25,6 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from scaler.models import EvidenceValue, Finding, Severity, Unevaluated
 from scaler.numeric import Mask
+from scaler.rules.base import RuleOutcome
 from scaler.rules.features import spans_to_findings
 from scaler.signals import Series, Window
 
@@ -189,16 +190,21 @@ def latest_fit(fits: BucketFits, minute: int, bucket_minutes: int) -> int | None
     return int(known[-1]) if len(known) else None
 
 
-def too_short(kind: str, window: Window, min_minutes: int) -> Unevaluated | None:
-    """Why a trend rule cannot judge a window shorter than it needs, or None if it can."""
+def too_short(kind: str, window: Window, min_minutes: int) -> RuleOutcome | None:
+    """The outcome of a trend rule on a window shorter than it needs (it says so), or None."""
     if window.length >= min_minutes:
         return None
-    return Unevaluated(
+    return RuleOutcome(
         kind=kind,
-        group=window.group,
-        missing=[],
-        reason=f"{kind} needs at least {min_minutes} minutes of data to fit a trend; "
-        f"this window has {window.length}",
+        findings=[],
+        active=np.zeros(window.length, dtype=bool),
+        unevaluated=Unevaluated(
+            kind=kind,
+            group=window.group,
+            missing=[],
+            reason=f"{kind} needs at least {min_minutes} minutes of data to fit a trend; "
+            f"this window has {window.length}",
+        ),
     )
 
 
