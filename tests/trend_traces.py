@@ -17,14 +17,15 @@ def leak(
     start_pct: float = 40.0,
 ) -> Window:
     """Memory climbing `slope_per_hour` under a GC saw-tooth of `sawtooth` % every `period` min."""
-    rng = np.random.default_rng(seed)
     t = np.arange(int(hours * 60))
-    mem = (
-        start_pct
-        + slope_per_hour * t / 60
-        + sawtooth * (t % period) / period
-        + rng.normal(0, 0.3, len(t))
-    )
+    return _under_gc(start_pct + slope_per_hour * t / 60, sawtooth, period, seed)
+
+
+def _under_gc(level: np.ndarray, sawtooth: float, period: int, seed: int) -> Window:
+    """`level` (one value a minute) under a GC saw-tooth, with a little measurement noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(len(level))
+    mem = level + sawtooth * (t % period) / period + rng.normal(0, 0.3, len(t))
     return window_of({"mem_used": mem})
 
 
@@ -68,11 +69,8 @@ def level_shift(
     seed: int = 5,
 ) -> Window:
     """A deploy raises memory from `before` to `after` at `at_hour`; flat on both sides."""
-    rng = np.random.default_rng(seed)
     t = np.arange(int(hours * 60))
-    level = np.where(t < at_hour * 60, before, after)
-    mem = level + sawtooth * (t % period) / period + rng.normal(0, 0.3, len(t))
-    return window_of({"mem_used": mem})
+    return _under_gc(np.where(t < at_hour * 60, before, after), sawtooth, period, seed)
 
 
 def leak_with_restarts(
@@ -85,13 +83,5 @@ def leak_with_restarts(
     start_pct: float = 40.0,
 ) -> Window:
     """A leak whose process restarts every `restart_every_hours`, resetting memory to the start."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(hours * 60))
-    since_restart = t % int(restart_every_hours * 60)
-    mem = (
-        start_pct
-        + slope_per_hour * since_restart / 60
-        + sawtooth * (t % period) / period
-        + rng.normal(0, 0.3, len(t))
-    )
-    return window_of({"mem_used": mem})
+    since_restart = np.arange(int(hours * 60)) % int(restart_every_hours * 60)
+    return _under_gc(start_pct + slope_per_hour * since_restart / 60, sawtooth, period, seed)
