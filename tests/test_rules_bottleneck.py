@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scaler.backtest import run_backtest
+from scaler.policy import parse_policy
 from scaler.rules.backlog import BacklogGrowing
 from scaler.rules.base import RuleContext
 from scaler.rules.cpu import CpuBound
@@ -110,3 +112,27 @@ def test_backlog_growing_always_names_its_bottleneck(
     assert finding.evidence["bottleneck"] == bottleneck
     assert finding.evidence["bottleneck_missing"] == missing
     assert f"Bottleneck: {bottleneck}" in finding.summary
+
+
+@pytest.mark.parametrize(
+    ("cpu", "stepped"),
+    [
+        ({"cpu_user": 15, "cpu_iowait": 3}, True),  # dependency_bound: scale out in steps
+        ({"cpu_user": 90, "cpu_iowait": 3}, False),  # CPU-bound: more instances help in full
+    ],
+)
+def test_a_dependency_bound_fleet_is_sized_conservatively(
+    cpu: dict[str, float], stepped: bool
+) -> None:
+    """While dependency_bound holds, scale-out is stepped (25% of 8 = 2) and the reason says so."""
+    policy = parse_policy("groups: [{name: default, capacity: {per_instance_capacity: 100}}]")
+    advice = run_backtest({"default": _behind(**cpu)}, policy)
+    final = [r for r in advice.recommendations if r.desired_capacity is not None][-1]
+    raw = final.evidence["raw_desired"]
+    assert isinstance(raw, int) and raw > 10
+    if stepped:
+        assert final.desired_capacity == 10
+        assert final.evidence["held_by"] == "dependency_bound"
+        assert "more instances help only if the dependency" in final.reason
+    else:
+        assert final.desired_capacity == raw

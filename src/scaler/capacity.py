@@ -82,6 +82,7 @@ class Hold(StrEnum):
     MIN_SIZE = "min_size"
     MAX_SIZE = "max_size"
     BURST_BALANCE = "burst_balance_falling"
+    DEPENDENCY = "dependency_bound"
 
 
 _HOLD_TEXT = {
@@ -92,6 +93,8 @@ _HOLD_TEXT = {
     Hold.MAX_SIZE: "max_size",
     Hold.BURST_BALANCE: "a falling EBS burst balance (no scale-in while the fleet spends its "
     "burst: the instances left would run out sooner)",
+    Hold.DEPENDENCY: "dependency_bound (scale out by at most {step} a step: more instances "
+    "help only if the dependency they wait on scales)",
 }
 
 
@@ -146,6 +149,12 @@ class CapacitySettings(BaseModel):
     )
     stale_minutes: int = Field(
         3, ge=0, description="Carry a missing datapoint forward at most this long."
+    )
+    dependency_step_pct: float = Field(
+        25.0,
+        gt=0,
+        description="While a rule finds the fleet waiting on a dependency (dependency_bound), "
+        "scale out by at most this percent of the current size per step (at least 1).",
     )
     balance_falling_minutes: int = Field(
         10,
@@ -233,6 +242,7 @@ class CapacityPlan(BaseModel):
     raw: Series
     desired: Series
     balance_falling: Mask
+    conservative: Mask
     facts: InstanceFacts | None = None
 
     def at(self, i: int) -> CapacityDecision:
@@ -281,6 +291,8 @@ class CapacityPlan(BaseModel):
             return Hold.BURST_BALANCE
         if d.desired > d.raw:
             return Hold.SCALE_IN_STABILIZATION
+        if self.conservative[i] and d.desired < min(d.raw, self.max_size):
+            return Hold.DEPENDENCY
         # Only the bounds can push advice below the plan (a size above max_size held there).
         return Hold.MAX_SIZE if d.desired >= self.max_size else Hold.MIN_SIZE
 
@@ -339,7 +351,10 @@ def capacity_reason(d: CapacityDecision, plan: CapacityPlan) -> str:
     if d.held_by is None:
         return f"{text}: advise {d.desired}{now}."
     held = _HOLD_TEXT[d.held_by].format(
-        tol=f"{s.tolerance:.0%}", cur=d.current, win=s.scale_in_stabilization_minutes
+        tol=f"{s.tolerance:.0%}",
+        cur=d.current,
+        win=s.scale_in_stabilization_minutes,
+        step=f"{s.dependency_step_pct:g}%",
     )
     return f"{text}; held by {held}: advise {d.desired}{now}."
 
@@ -382,8 +397,13 @@ def plan_capacity(
     min_size: int,
     max_size: int,
     facts: InstanceFacts | None = None,
+    conservative: Mask | None = None,
 ) -> CapacityPlan:
-    """Desired capacity at every minute of `window`, each from that minute's past alone."""
+    """Desired capacity at every minute of `window`, each from that minute's past alone.
+
+    `conservative` marks minutes at which a rule found the fleet waiting on a dependency:
+    scale-out is then taken in steps of `dependency_step_pct`.
+    """
     n, m = window.length, settings.measure_minutes
     nan = np.full(n, np.nan)
 
@@ -452,7 +472,8 @@ def plan_capacity(
         values = _signal(window, name)
         fresh &= values is not None and ~np.isnan(values)
     falling = balance_falling(window, settings.balance_falling_minutes)
-    desired = _rails(need, raw, current, fresh, falling, settings, min_size, max_size)
+    stepped = np.zeros(n, dtype=bool) if conservative is None else conservative
+    desired = _rails(need, raw, current, fresh, falling, stepped, settings, min_size, max_size)
     return CapacityPlan(
         settings=settings,
         min_size=min_size,
@@ -472,6 +493,7 @@ def plan_capacity(
         raw=raw,
         desired=desired,
         balance_falling=falling,
+        conservative=stepped,
         facts=facts,
     )
 
@@ -516,6 +538,7 @@ def _rails(
     current: Series,
     fresh: Mask,
     falling: Mask,
+    stepped: Mask,
     s: CapacitySettings,
     lo: int,
     hi: int,
@@ -532,6 +555,8 @@ def _rails(
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         within = np.abs(need / current - 1.0) <= s.tolerance + 1e-9
     candidate = np.where(within & (current >= lo) & (current <= hi), current, clamped)
+    step = current + np.maximum(1.0, np.ceil(current * s.dependency_step_pct / 100.0))
+    candidate = np.where(stepped & (candidate > current), np.minimum(candidate, step), candidate)
     blocking = np.where(np.isnan(candidate) | ~fresh | falling, np.inf, candidate)
     span = s.scale_in_stabilization_minutes
     padded = np.concatenate((np.full(span - 1, np.inf), blocking))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import structlog
 
 from scaler.capacity import CapacityPlan, plan_capacity
@@ -329,15 +330,23 @@ def evaluate(
     catalog = catalog or bundled_catalog()
     ctx = group.context(instance, catalog)
     outcomes, opinions = [], []
+    stepped = np.zeros(window.length, dtype=bool)
     for rule in group.enabled_rules():
         outcome = rule.evaluate(window, ctx)
         outcomes.append(outcome)
+        if rule.steps_scale_out:
+            stepped |= outcome.active
         opinions.extend(_opinions(rule, outcome, window, ctx))
         log.debug(
             "rule.evaluated", group=window.group, rule=rule.name, findings=len(outcome.findings)
         )
     plan = plan_capacity(
-        window, group.capacity, min_size=bounds[0], max_size=bounds[1], facts=instance
+        window,
+        group.capacity,
+        min_size=bounds[0],
+        max_size=bounds[1],
+        facts=instance,
+        conservative=stepped,
     )
     return Evaluation(
         window=window,

@@ -130,6 +130,8 @@ class Rule(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     #: The resource that bounds the fleet while a finding holds, for ranking other types.
     bound: ClassVar[State | None] = None
+    #: While a finding holds, more instances may not help: capacity scales out in steps.
+    steps_scale_out: ClassVar[bool] = False
 
     def __init__(self, settings: RuleSettings | None = None) -> None:
         self.settings = settings if settings is not None else self.Settings()

@@ -63,6 +63,7 @@ class DependencyBound(Rule):
     """Throughput falls below arrivals while CPU is idle and iowait stays low."""
 
     name = "dependency_bound"
+    steps_scale_out = True
     Settings = DependencyBoundSettings
     requires = (Signal.CPU_USER, Signal.CPU_IOWAIT, Signal.QUEUE_VISIBLE)
     settings: DependencyBoundSettings
