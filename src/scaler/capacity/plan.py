@@ -1,4 +1,4 @@
-"""Desired capacity from the backlog: pure, vectorized over a window, causal per minute.
+"""The capacity plan (desired capacity from the backlog): pure, vectorized, causal per minute.
 
     required  = arrivals + backlog / drain_minutes                      (msg/min)
     need      = required / (per_instance_capacity * target_utilization) (instances, unrounded)
@@ -22,28 +22,24 @@ scale-in.
 from __future__ import annotations
 
 import math
-from enum import StrEnum
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
+from scaler.capacity.rails import apply_rails, balance_falling, concurrency_need
+from scaler.capacity.settings import BASES, Basis, CapacitySettings, Hold, Sizing
 from scaler.instances.catalog import InstanceFacts
-from scaler.numeric import Mask, ffill, rolling_max, rolling_mean, rolling_min
+from scaler.numeric import Mask, ffill, rolling_mean, rolling_min
 from scaler.signals import EBS_BYTES, EBS_OPS, Series, Signal, Window
 
 __all__ = [
-    "Basis",
     "CapacityDecision",
     "CapacityPlan",
-    "CapacitySettings",
-    "Hold",
-    "Sizing",
-    "balance_falling",
     "capacity_reason",
     "plan_capacity",
     "required_instances",
 ]
+
 
 _BASIS_TEXT = {
     "measured": "measured while the backlog kept every instance busy",
@@ -52,37 +48,6 @@ _BASIS_TEXT = {
     "cpu": "CPU headroom up to the ceiling",
     "policy": "the policy's per_instance_capacity",
 }
-
-
-class Basis(StrEnum):
-    """Which limit set the per-instance capacity."""
-
-    MEASURED = "measured"
-    EBS_BYTES = "ebs_bytes"
-    EBS_IOPS = "ebs_iops"
-    CPU = "cpu"
-    POLICY = "policy"
-
-
-_BASES = list(Basis)
-
-
-class Sizing(StrEnum):
-    """How the instance count was decided: messages per minute, or messages held at once."""
-
-    THROUGHPUT = "throughput"
-    CONCURRENCY = "concurrency"
-
-
-class Hold(StrEnum):
-    """What held the advised number away from the planned one (`held_by`)."""
-
-    TOLERANCE = "tolerance"
-    SCALE_IN_STABILIZATION = "scale_in_stabilization"
-    MIN_SIZE = "min_size"
-    MAX_SIZE = "max_size"
-    BURST_BALANCE = "burst_balance_falling"
-    DEPENDENCY = "dependency_bound"
 
 
 _HOLD_TEXT = {
@@ -96,72 +61,6 @@ _HOLD_TEXT = {
     Hold.DEPENDENCY: "dependency_bound (scale out by at most {step} a step: more instances "
     "help only if the dependency they wait on scales)",
 }
-
-
-class CapacitySettings(BaseModel):
-    """How to size a group from its backlog; every field has a documented default."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    drain_minutes: float = Field(30.0, gt=0, description="Drain the current backlog within this.")
-    target_utilization: float = Field(
-        0.9, gt=0, le=1, description="Fraction of sustained per-instance capacity to plan for."
-    )
-    tolerance: float = Field(
-        0.10,
-        ge=0,
-        lt=1,
-        description="No change while need/current (before rounding up) is within 1 +/- this.",
-    )
-    sizing: Literal["throughput", "concurrency", "auto"] = Field(
-        "auto",
-        description="throughput: messages/min; concurrency: (visible + in flight) / "
-        "messages_per_instance; auto: concurrency while an instance completes fewer than "
-        "concurrency_below_per_minute messages a minute (long jobs), else throughput.",
-    )
-    messages_per_instance: float | None = Field(
-        None,
-        gt=0,
-        description="Messages one instance works on at once (concurrency sizing); default: "
-        "measured as queue_in_flight / instances while a backlog stands.",
-    )
-    concurrency_below_per_minute: float = Field(
-        1.0,
-        gt=0,
-        description="auto sizing: below this many completions per instance per minute, "
-        "throughput is too coarse to size on, so concurrency decides.",
-    )
-    scale_in_stabilization_minutes: int = Field(
-        5, ge=1, description="A lower capacity must be advised this long before scale-in."
-    )
-    measure_minutes: int = Field(5, ge=1, description="Average rates over this many minutes.")
-    timeline_pace_minutes: int = Field(
-        5, ge=1, description="A backtest repeats advice moving the same way at most this often."
-    )
-    per_instance_capacity: float | None = Field(
-        None, gt=0, description="Messages/min one instance sustains, if known from load tests."
-    )
-    cpu_ceiling_pct: float = Field(
-        85.0, gt=0, le=100, description="CPU user % an instance can run at before it saturates."
-    )
-    saturation_backlog_minutes: float = Field(
-        1.0, gt=0, description="Backlog above this many minutes of throughput = fleet is busy."
-    )
-    stale_minutes: int = Field(
-        3, ge=0, description="Carry a missing datapoint forward at most this long."
-    )
-    dependency_step_pct: float = Field(
-        25.0,
-        gt=0,
-        description="While a rule finds the fleet waiting on a dependency (dependency_bound), "
-        "scale out by at most this percent of the current size per step (at least 1).",
-    )
-    balance_falling_minutes: int = Field(
-        10,
-        ge=1,
-        description="An EBS burst balance lower than this many minutes ago is falling: no "
-        "scale-in then.",
-    )
 
 
 def required_instances(
@@ -253,7 +152,7 @@ class CapacityPlan(BaseModel):
             return None if math.isnan(v) else v
 
         current, desired, raw = val(self.current), val(self.desired), val(self.raw)
-        basis = None if math.isnan(self.basis[i]) else _BASES[int(self.basis[i])]
+        basis = None if math.isnan(self.basis[i]) else BASES[int(self.basis[i])]
         sizing = None
         if raw is not None:
             sizing = Sizing.CONCURRENCY if self.concurrency[i] else Sizing.THROUGHPUT
@@ -376,20 +275,6 @@ def _per_message(
     return cost, sustained
 
 
-def balance_falling(window: Window, minutes: int) -> Mask:
-    """Minutes at which an EBS burst balance is lower than `minutes` ago (5-minute data)."""
-    falling = np.zeros(window.length, dtype=bool)
-    for name in (Signal.EBS_BYTE_BALANCE, Signal.EBS_IO_BALANCE):
-        values = _signal(window, name)
-        if values is None:
-            continue
-        filled = ffill(values, 5)
-        before = np.concatenate((np.full(minutes, np.nan), filled[:-minutes]))[: window.length]
-        with np.errstate(invalid="ignore"):
-            falling |= (filled < before - 0.5) & (filled < 100.0)
-    return falling
-
-
 def plan_capacity(
     window: Window,
     settings: CapacitySettings,
@@ -461,7 +346,7 @@ def plan_capacity(
         need = required / (per_instance * settings.target_utilization)
         # Present-and-zero demand needs nothing, whatever an instance could do.
         need = np.where(required == 0, 0.0, np.where(np.isfinite(need), need, np.nan))
-        concurrency, per_instance_conc, need_conc = _concurrency(
+        concurrency, per_instance_conc, need_conc = concurrency_need(
             settings, backlog, in_flight, current, measured, saturated
         )
         need = np.where(concurrency, need_conc, need)
@@ -473,7 +358,7 @@ def plan_capacity(
         fresh &= values is not None and ~np.isnan(values)
     falling = balance_falling(window, settings.balance_falling_minutes)
     stepped = np.zeros(n, dtype=bool) if conservative is None else conservative
-    desired = _rails(need, raw, current, fresh, falling, stepped, settings, min_size, max_size)
+    desired = apply_rails(need, raw, current, fresh, falling, stepped, settings, min_size, max_size)
     return CapacityPlan(
         settings=settings,
         min_size=min_size,
@@ -496,73 +381,3 @@ def plan_capacity(
         conservative=stepped,
         facts=facts,
     )
-
-
-def _concurrency(
-    s: CapacitySettings,
-    backlog: Series,
-    in_flight: Series,
-    current: Series,
-    measured: Series,
-    saturated: Mask,
-) -> tuple[Mask, Series, Series]:
-    """(minutes sized on concurrency, messages per instance, instances needed) as KEDA does.
-
-    Messages per instance come from the policy, else from what each instance held in flight
-    while a backlog stood (every worker busy). `auto` uses concurrency where completions per
-    instance per minute are below the policy's threshold and there is work to hold.
-    """
-    n = len(backlog)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if s.messages_per_instance is not None:
-            per = np.full(n, s.messages_per_instance)
-        else:
-            held = np.where(saturated & (current > 0), in_flight / current, np.nan)
-            per = ffill(held, n)  # the last busy reading stands until the next
-        per = np.where(per > 0, per, np.nan)
-        work = backlog + in_flight
-        need = np.where(work == 0, 0.0, work / per)
-        possible = ~np.isnan(need)
-        if s.sizing == "concurrency":
-            chosen = possible
-        elif s.sizing == "auto":
-            chosen = possible & (measured < s.concurrency_below_per_minute) & (work > 0)
-        else:
-            chosen = np.zeros(n, dtype=bool)
-    return chosen, np.where(chosen, per, np.nan), need
-
-
-def _rails(
-    need: Series,
-    raw: Series,
-    current: Series,
-    fresh: Mask,
-    falling: Mask,
-    stepped: Mask,
-    s: CapacitySettings,
-    lo: int,
-    hi: int,
-) -> Series:
-    """Clamp, tolerance band, and scale-in stabilization (HPA: highest advice in window).
-
-    The tolerance compares the usage ratio need / current *before* rounding up, as the HPA
-    does (3 instances whose demand is worth 3.1 stay at 3). A minute without an opinion, or
-    whose queue/instance datapoints were carried forward rather than reported, counts as +inf
-    in the window, so missing data blocks scale-in; so does a window too short to hold the
-    stabilization period, and so does a falling EBS burst balance.
-    """
-    clamped = np.clip(raw, lo, hi)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        within = np.abs(need / current - 1.0) <= s.tolerance + 1e-9
-    candidate = np.where(within & (current >= lo) & (current <= hi), current, clamped)
-    step = current + np.maximum(1.0, np.ceil(current * s.dependency_step_pct / 100.0))
-    candidate = np.where(stepped & (candidate > current), np.minimum(candidate, step), candidate)
-    blocking = np.where(np.isnan(candidate) | ~fresh | falling, np.inf, candidate)
-    span = s.scale_in_stabilization_minutes
-    padded = np.concatenate((np.full(span - 1, np.inf), blocking))
-    highest_recent = rolling_max(padded, span)[span - 1 :]
-    scale_in = candidate < current
-    stabilized = np.where(scale_in, np.minimum(current, highest_recent), candidate)
-    # Bounds win over everything, including holding a current size that is out of bounds.
-    bounded = np.clip(stabilized, lo, hi)
-    return np.where(np.isnan(raw) | np.isnan(current), np.nan, bounded)
