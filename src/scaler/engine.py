@@ -92,7 +92,7 @@ class Evaluation:
             o = typed[0]
             assert o.opinion is not None and o.opinion.instance_type is not None
             instance_type = o.opinion.instance_type
-            proposed, table = self._sized(i, instance_type, o.bound or bound or "io")
+            proposed, table = self._sized(i, instance_type, o.bound or bound or "io", rank=rank)
             reason += f" Instance type ({o.kind}): {o.opinion.reason.rstrip('.')}."
             if not self._allowed(instance_type):
                 reason += f" Not proposed: the policy's instance_choice excludes {instance_type}."
@@ -153,13 +153,17 @@ class Evaluation:
         return demand
 
     def _sized(
-        self, i: int, instance_type: str, state: State
+        self, i: int, instance_type: str, state: State, *, rank: bool
     ) -> tuple[Alternative | None, list[Alternative]]:
-        """The proposed type's row and the table that holds it (one ranking for both)."""
+        """The proposed type's row and, with `rank`, the table that holds it.
+
+        The row is the ranking's own arithmetic for that type (`size_on`), so the count and
+        the table agree whether or not the table is shown at this minute.
+        """
         demand = self._demand(i)
         if demand is None or self.instance is None or self.catalog is None:
             return None, []
-        table = self.alternatives_at(i, state, demand)
+        table = self.alternatives_at(i, state, demand) if rank else []
         row = next(
             (
                 a

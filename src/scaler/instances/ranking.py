@@ -100,14 +100,19 @@ def size_on(
 ) -> Alternative | None:
     """The row `rank_alternatives` computes for `instance_type` (the same arithmetic), even
     where its table keeps another size of the family; None if the constraints exclude it."""
-    costed = _costed(current, state, demand, catalog, constraints, utilization)
-    return next(
+    plans = _plans(current, state, demand, catalog, constraints or InstanceConstraints())
+    plan = next(
         (
-            a
-            for a in costed
-            if a.instance_type == instance_type and a.strategy is not Strategy.GP3_THROUGHPUT
+            p
+            for p in plans
+            if p.facts.instance_type == instance_type and p.strategy is not Strategy.GP3_THROUGHPUT
         ),
         None,
+    )
+    if plan is None:
+        return None
+    return _cost(
+        plan, current=current, state=state, demand=demand, catalog=catalog, utilization=utilization
     )
 
 
