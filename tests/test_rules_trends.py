@@ -242,17 +242,30 @@ def _bundled_slice(tmp_path: Path, minutes: int) -> Path:
     return path
 
 
-def test_a_ten_minute_backtest_runs_and_names_what_needs_more_data(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("minutes", "short_of"),
+    [
+        (1, ["backlog_growing", "cpu_bound", "ebs_burst_exhaustion", "memory_leak"]),
+        (3, ["iowait_bound", "memory_pressure", "latency_growth"]),
+        (10, ["memory_leak", "latency_growth"]),
+    ],
+)
+def test_a_short_backtest_runs_and_names_what_needs_more_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], minutes: int, short_of: list[str]
 ) -> None:
-    """A 10-minute slice: the trend rules go under 'Not evaluated', the rest still run."""
-    path = _bundled_slice(tmp_path, 10)
+    """Slices of the bundled trace: rules needing more data go under 'Not evaluated'."""
+    path = _bundled_slice(tmp_path, minutes)
     assert main(["backtest", str(path), "--instance-type", "m5.xlarge"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "Not evaluated" in out
-    assert "memory_leak needs at least 180 minutes of data" in out
-    assert "latency_growth needs at least 120 minutes of data" in out
-    assert "within tolerance" in out  # the capacity plan still ran (and held: 8.3 vs 8)
+    assert "no rule found the fleet in a named state" not in out
+    for kind in short_of:
+        assert f"{kind} needs at least" in out
+        assert f"this window has {minutes}" in out
+    if minutes == 10:
+        assert "memory_leak needs at least 180 minutes of data" in out
+        assert "latency_growth needs at least 120 minutes of data" in out
+        assert "within tolerance" in out  # the capacity plan still ran (and held: 8.3 vs 8)
 
 
 def test_a_header_only_replay_is_bad_input(

@@ -66,11 +66,12 @@ def render_text(advice: Advice, title: str | None = None) -> str:
     unread = f"no verdict for the {len(advice.errors)} group(s) that could not be read"
     lines.append(f"Findings ({len(advice.findings)})")
     if not advice.findings:
-        lines.append(
-            f"  none found; {unread}"
-            if advice.errors
-            else "  none: no rule found the fleet in a named state"
-        )
+        if advice.errors:
+            lines.append(f"  none found; {unread}")
+        elif advice.unevaluated:
+            lines.append("  none found by the rules that could judge (see 'Not evaluated' below)")
+        else:
+            lines.append("  none: no rule found the fleet in a named state")
     for f in advice.findings:
         lines.append(f"  {_span(f)}  {f.severity.value.upper():8} {f.kind} [{f.group}]")
         lines += _wrap(f.summary, "      ")

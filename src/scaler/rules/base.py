@@ -142,7 +142,21 @@ class Rule(ABC):
         if missing:
             why = f"{self.name} needs {', '.join(missing)}, which the source did not report"
             return RuleOutcome.skipped(self.name, window, missing, why)
-        return self.detect(window, context)
+        return self.too_short(window) or self.detect(window, context)
+
+    def min_minutes(self) -> int:
+        """Minutes of data the rule needs to judge at all: a sustained state's span, else 1."""
+        s = self.settings
+        return s.sustain_minutes if isinstance(s, SustainedStateSettings) else 1
+
+    def too_short(self, window: Window) -> RuleOutcome | None:
+        """A skipped outcome saying how much data the rule needs, for a window shorter than
+        that (so a short backtest never reads as "nothing found"); None otherwise."""
+        need = self.min_minutes()
+        if window.length >= need:
+            return None
+        why = f"{self.name} needs at least {need} minutes of data; this window has {window.length}"
+        return RuleOutcome.skipped(self.name, window, [], why)
 
     def recommend(self, finding: Finding, context: RuleContext) -> Opinion | None:
         """Advice that follows from one of this rule's findings; most rules have none."""

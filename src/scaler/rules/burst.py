@@ -111,7 +111,13 @@ class EbsBurstExhaustion(Rule):
         if len(missing) == len(usage_signals):
             why = f"{self.name} needs EBS bytes or operations per instance ({', '.join(missing)})"
             return RuleOutcome.skipped(self.name, window, missing, why)
-        return self.detect(window, context)
+        return self.too_short(window) or self.detect(window, context)
+
+    def min_minutes(self) -> int:
+        """Usage must stay above the baseline `min_minutes` before a warning."""
+        settings = self.settings
+        assert isinstance(settings, EbsBurstSettings)
+        return settings.min_minutes
 
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Minutes at which usage is above baseline and the bucket empties within the horizon."""

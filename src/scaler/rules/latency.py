@@ -8,7 +8,7 @@ from pydantic import Field
 from scaler.models import EvidenceValue, Finding, Severity, format_time
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
 from scaler.rules.features import rounded
-from scaler.rules.trend import FitSpan, TrendFit, too_short
+from scaler.rules.trend import FitSpan, TrendFit
 from scaler.signals import Series, Signal, Window
 
 __all__ = ["LatencyGrowth", "LatencyGrowthSettings", "time_per_message"]
@@ -60,6 +60,10 @@ class LatencyGrowth(Rule):
     Settings = LatencyGrowthSettings
     settings: LatencyGrowthSettings
 
+    def min_minutes(self) -> int:
+        """A trend needs `min_window_minutes` of data before it can be fitted."""
+        return self.settings.min_window_minutes
+
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Fit the trailing median time per message; a steady rise is a finding."""
         s = self.settings
@@ -67,9 +71,6 @@ class LatencyGrowth(Rule):
         if values is None:
             why = "latency_growth needs work_latency, or queue_deleted, instances and queue_visible"
             return RuleOutcome.skipped(self.name, window, [Signal.WORK_LATENCY], why)
-        short = too_short(self.name, window, s.min_window_minutes)
-        if short is not None:
-            return short
         b = s.bucket_minutes
         trend = TrendFit.of(
             window,

@@ -17,7 +17,7 @@ from scaler.rules.base import (
     rules,
 )
 from scaler.rules.features import held, rounded, spans_to_findings
-from scaler.rules.trend import FitSpan, TrendFit, bucket, too_short
+from scaler.rules.trend import FitSpan, TrendFit, bucket
 from scaler.signals import Signal, Window
 
 __all__ = ["MemoryLeak", "MemoryLeakSettings", "MemoryPressure", "MemoryPressureSettings"]
@@ -67,12 +67,13 @@ class MemoryLeak(Rule):
     requires = (Signal.MEM_USED,)
     settings: MemoryLeakSettings
 
+    def min_minutes(self) -> int:
+        """A trend needs `min_window_minutes` of data before it can be fitted."""
+        return self.settings.min_window_minutes
+
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Fit the trailing floor of memory at every interval; a steady climb is a leak."""
         s = self.settings
-        short = too_short(self.name, window, s.min_window_minutes)
-        if short is not None:
-            return short
         mem = window.series[Signal.MEM_USED]
         b = s.bucket_minutes
         trend = TrendFit.of(

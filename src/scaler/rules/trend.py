@@ -23,9 +23,8 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
-from scaler.models import EvidenceValue, Finding, Severity, Unevaluated
+from scaler.models import EvidenceValue, Finding, Severity
 from scaler.numeric import Mask
-from scaler.rules.base import RuleOutcome
 from scaler.rules.features import spans_to_findings
 from scaler.signals import Series, Window
 
@@ -40,7 +39,6 @@ __all__ = [
     "latest_fit",
     "mask_from_fits",
     "restarts",
-    "too_short",
 ]
 
 Summary = Literal["min", "median", "max"]
@@ -188,24 +186,6 @@ def latest_fit(fits: BucketFits, minute: int, bucket_minutes: int) -> int | None
     """Index of the newest fit known at `minute`, or None."""
     known = np.flatnonzero(fits.end * bucket_minutes - 1 <= minute)
     return int(known[-1]) if len(known) else None
-
-
-def too_short(kind: str, window: Window, min_minutes: int) -> RuleOutcome | None:
-    """The outcome of a trend rule on a window shorter than it needs (it says so), or None."""
-    if window.length >= min_minutes:
-        return None
-    return RuleOutcome(
-        kind=kind,
-        findings=[],
-        active=np.zeros(window.length, dtype=bool),
-        unevaluated=Unevaluated(
-            kind=kind,
-            group=window.group,
-            missing=[],
-            reason=f"{kind} needs at least {min_minutes} minutes of data to fit a trend; "
-            f"this window has {window.length}",
-        ),
-    )
 
 
 @dataclass(frozen=True)
