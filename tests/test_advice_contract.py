@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -14,9 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scaler.aws import Clients
 from scaler.backtest import Overrides, run_backtest
 from scaler.capacity import CapacitySettings, Hold, Sizing, plan_capacity
 from scaler.cli import EXIT_OK, main
+from scaler.demo_seed import seed_local_aws
 from scaler.embedded import LocalAws
 from scaler.instances.catalog import bundled_catalog
 from scaler.models import Advice, Recommendation, advice_line
@@ -357,3 +360,163 @@ def test_advise_on_an_unreadable_group_prints_no_healthy_verdict(
     assert "no rule found the fleet in a named state" not in out
     assert "capacity stayed within tolerance" not in out
     assert "no verdict for the 1 group(s) that could not be read" in out
+
+
+def test_advise_on_aws_prints_counts_per_type_that_agree_with_the_table(
+    clients: Clients, aws: LocalAws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """End to end: a seeded throttle on the local AWS, `scaler advise` as a user runs it."""
+    incident = scenarios.incident()
+    assert incident.throttle_onset is not None
+    length = int((incident.throttle_onset - incident.window.start).total_seconds() // 60) + 8
+    seed_local_aws(
+        clients,
+        incident.window.head(length).model_copy(update={"group": "crash-processor"}),
+        asg_name="crash-processor-asg",
+        queue_name="crash-reports",
+        min_size=2,
+        max_size=40,
+        now=datetime.now(UTC),
+    )
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "groups:\n  - name: crash-processor\n    auto_scaling_group: crash-processor-asg\n"
+        "    queue: crash-reports\n"
+    )
+    args = ["advise", "--policy", str(policy), "--endpoint-url", aws.endpoint_url]
+    assert main([*args, "--format", "json"]) == EXIT_OK
+    advice = Advice.model_validate(json.loads(capsys.readouterr().out))
+    (rec,) = [r for r in advice.recommendations if r.desired_capacity is not None]
+    assert rec.instance_type == "m5d.xlarge"
+    row = next(a for a in rec.alternatives if a.instance_type == rec.instance_type)
+    same = next(a for a in rec.alternatives if a.strategy.value == "same_type")
+    assert rec.instance_type_capacity == row.instances_needed
+    assert same.instances_needed == rec.desired_capacity
+    expected = (
+        f"{rec.desired_capacity} × m5.xlarge now (from 8); or {row.instances_needed} × "
+        "m5d.xlarge (needs the hot I/O moved to local NVMe)"
+    )
+    assert rec.summary == expected
+    assert main(args) == EXIT_OK
+    assert f"[crash-processor] {expected}" in capsys.readouterr().out
+
+
+def _replay(tmp_path: Path, series: dict[str, float], minutes: int = 15) -> Path:
+    """A replay CSV holding `series` constant for `minutes` minutes."""
+    start = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    lines = ["timestamp,signal,value"]
+    for m in range(minutes):
+        at = (start + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        lines += [f"{at},{name},{value:g}" for name, value in series.items()]
+    path = tmp_path / "replay.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("capacity", "series", "advised", "says"),
+    [
+        # The README's HPA case: demand worth 3.1 instances on 3 stays at 3 (no advice to change).
+        (
+            "{per_instance_capacity: 100, target_utilization: 1.0}",
+            {"instances": 3, "queue_sent": 310, "queue_deleted": 310, "queue_visible": 0},
+            None,
+            None,
+        ),
+        (
+            "{per_instance_capacity: 100, target_utilization: 1.0}",
+            {"instances": 3, "queue_sent": 340, "queue_deleted": 340, "queue_visible": 0},
+            4,
+            "Throughput sizing",
+        ),
+        # The README's KEDA case: 200 visible + 100 in flight at 5 per instance gives 60.
+        (
+            "{sizing: concurrency, messages_per_instance: 5}",
+            {"instances": 10, "queue_visible": 200, "queue_in_flight": 100, "queue_deleted": 20},
+            60,
+            "Concurrency sizing (the policy's sizing): 200 visible + 100 in flight at 5 per",
+        ),
+    ],
+)
+def test_readme_capacity_cases_through_the_command_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    capacity: str,
+    series: dict[str, float],
+    advised: int | None,
+    says: str | None,
+) -> None:
+    """`scaler backtest --policy` on the README's tolerance and concurrency cases."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(f"groups:\n  - name: default\n    max_size: 100\n    capacity: {capacity}\n")
+    args = ["backtest", str(_replay(tmp_path, series)), "--policy", str(policy)]
+    assert main([*args, "--format", "json"]) == EXIT_OK
+    recs = json.loads(capsys.readouterr().out)["recommendations"]
+    sized = [r for r in recs if r["desired_capacity"] is not None]
+    if advised is None:
+        assert sized == []
+        return
+    assert sized[-1]["desired_capacity"] == advised
+    assert says is not None and says in sized[-1]["reason"]
+
+
+def _rec(**fields: object) -> Recommendation:
+    base: dict[str, object] = {
+        "at": datetime(2026, 3, 2, tzinfo=UTC),
+        "group": "g",
+        "desired_capacity": None,
+        "instance_type": None,
+        "reason": "",
+    }
+    return Recommendation.model_validate({**base, **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "current_type", "line"),
+    [
+        (
+            {
+                "desired_capacity": 20,
+                "current_capacity": 8,
+                "instance_type": "m5.4xlarge",
+                "instance_type_capacity": 5,
+            },
+            "m5.xlarge",
+            "20 × m5.xlarge now (from 8); or 5 × m5.4xlarge",
+        ),
+        (
+            {
+                "desired_capacity": 24,
+                "current_capacity": 8,
+                "instance_type": "m5d.xlarge",
+                "instance_type_capacity": 11,
+                "instance_type_change": "the hot I/O moved to local NVMe",
+            },
+            "m5.xlarge",
+            "24 × m5.xlarge now (from 8); or 11 × m5d.xlarge "
+            "(needs the hot I/O moved to local NVMe)",
+        ),
+        (
+            {"desired_capacity": 8, "current_capacity": 8},
+            "m5.xlarge",
+            "8 × m5.xlarge now (no change)",
+        ),
+        ({"desired_capacity": 5, "current_capacity": 8}, None, "5 instances now (from 8)"),
+        (
+            {"instance_type": "r5.xlarge"},
+            "m5.xlarge",
+            "r5.xlarge (count unknown: no demand measured)",
+        ),
+        (
+            {"evidence": {"action": "instance_refresh"}},
+            "m5.xlarge",
+            "instance refresh (a mitigation, not a fix); no capacity change",
+        ),
+        ({}, None, "no capacity opinion"),
+    ],
+)
+def test_advice_line_is_one_form_for_every_output(
+    fields: dict[str, object], current_type: str | None, line: str
+) -> None:
+    """The one-line form the text, JSON `summary` and pager summary all use."""
+    assert advice_line(_rec(**fields), current_type) == line
