@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from scaler.cli import EXIT_BAD_INPUT, main
 from scaler.errors import PolicyError
+from scaler.instances.catalog import bundled_catalog
+from scaler.models import Finding, Severity
 from scaler.policy import GroupPolicy, load_policy, parse_policy, policy_schema
-from scaler.rules import rules
+from scaler.rules import RuleContext, rules
+from scaler.rules.memory import MemoryPressure
 from scaler.sources.metric_map import resolve_metrics
 
 POLICIES = Path(__file__).parent.parent / "policies"
@@ -134,3 +141,94 @@ def test_work_latency_without_its_metric_is_an_error_naming_it() -> None:
     """The application's own metric has no default: leaving out its name says so."""
     with pytest.raises(PolicyError, match="work_latency"):
         parse_policy("groups:\n  - name: g\n    metrics:\n      work_latency: {stat: p50}\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "groups: [{name: a, instance_type: m5.xlarg}]",
+            "groups[0].instance_type: type 'm5.xlarg' is not in the instance catalog",
+        ),
+        ("groups: [{name: a, instance_type: m5.xlarg}]", "did you mean m5.xlarge"),
+        (
+            "groups: [{name: a, instance_choice: {families: [m5, m5dd]}}]",
+            "family 'm5dd' is not in the instance catalog (taken",
+        ),
+        ("groups: [{name: a, instance_choice: {families: [m5dd]}}]", "did you mean m5d"),
+        (
+            "groups: [{name: a}]\nprices: {m9.huge: 1.0}",
+            "prices.m9.huge: priced type 'm9.huge' is not in the instance catalog",
+        ),
+        (
+            "groups:\n  - name: a\n    min_size: 2\n    min_size: 3\n",
+            "line 4, column 5: not valid YAML: key 'min_size' appears twice",
+        ),
+        ("groups: [{name: a}]\ngroups: [{name: b}]\n", "key 'groups' appears twice"),
+        (
+            "groups: [{name: a}]\ninstance_catalog: missing.json\n",
+            "p.yaml: instance_catalog",
+        ),
+    ],
+)
+def test_policy_validate_checks_what_the_backtest_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    """`scaler policy validate`: unknown types, families, priced types, duplicate keys: exit 2."""
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    assert main(["policy", "validate", str(path)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err
+
+
+def _snapshot_without(tmp_path: Path, family: str) -> Path:
+    """A `scaler catalog refresh`-style snapshot lacking one family."""
+    doc = bundled_catalog().snapshot()
+    doc["types"] = [t for t in doc["types"] if not t["instance_type"].startswith(f"{family}.")]
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_refreshed_catalog_named_in_the_policy_is_what_advice_uses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """instance_catalog (relative to the policy) replaces the bundled catalog for backtests."""
+    _snapshot_without(tmp_path, "m5d")
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "groups: [{name: default, instance_type: m5.xlarge}]\ninstance_catalog: instances.json\n"
+    )
+    assert load_policy(policy).catalog().get("m5d.xlarge") is None
+    bundled = str(resources.files("scaler") / "data" / "incident-m5xlarge.csv")
+    assert main(["backtest", bundled, "--policy", str(policy), "--format", "json"]) == 0
+    advice = json.loads(capsys.readouterr().out)
+    proposed = {r["instance_type"] for r in advice["recommendations"] if r["instance_type"]}
+    rows = {a["instance_type"] for r in advice["recommendations"] for a in r["alternatives"]}
+    assert proposed and not any(t.startswith("m5d.") for t in proposed | rows)
+    # ...and validation checks against it: m5d is now an unknown family.
+    policy.write_text(
+        "groups: [{name: d, instance_choice: {families: [m5d]}}]\n"
+        "instance_catalog: instances.json\n"
+    )
+    with pytest.raises(PolicyError, match="family 'm5d' is not in the instance catalog"):
+        load_policy(policy)
+
+
+def test_rules_read_prices_through_the_context_not_the_bundled_table() -> None:
+    """A policy price reaches the memory rule's cost sentence."""
+    current = bundled_catalog().require("m5.xlarge")
+    ctx = RuleContext(instance=current, catalog=bundled_catalog().with_prices({"r5.xlarge": 0.1}))
+    finding = Finding(
+        kind="memory_pressure",
+        group="g",
+        start=datetime(2026, 3, 2, tzinfo=UTC),
+        end=None,
+        severity=Severity.WARNING,
+        summary="",
+    )
+    opinion = MemoryPressure().recommend(finding, ctx)
+    assert opinion is not None and opinion.instance_type == "r5.xlarge"
+    assert "-> 0.100" in opinion.reason

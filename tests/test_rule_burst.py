@@ -174,3 +174,43 @@ def test_recommend_names_a_size_that_sustains_the_usage() -> None:
     assert opinion.instance_type == "m5.4xlarge"
     assert "m5d" in opinion.reason
     assert rule.recommend(finding, RuleContext()) is None
+
+
+def _balance_every_5(values: np.ndarray) -> np.ndarray:
+    """EBSByteBalance% as CloudWatch reports it: one datapoint every 5 minutes."""
+    out = np.full(len(values), np.nan)
+    out[::5] = values[::5]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("usage", "balance", "findings", "why"),
+    [
+        (
+            np.full(180, 146.0),
+            _balance_every_5(np.zeros(180)),
+            0,
+            "80 minutes into a throttle, usage at the baseline, balance 0: the future has come",
+        ),
+        (
+            np.concatenate([np.full(75, 325.0), np.full(120, 146.0)]),
+            None,
+            1,
+            "one warning before the bucket runs out, none after while throttled",
+        ),
+        (
+            np.concatenate([np.full(75, 325.0), np.full(60, 146.0), np.full(40, 325.0)]),
+            None,
+            1,
+            "throttled, then bursting again on an empty bucket: not re-raised",
+        ),
+    ],
+)
+def test_a_warning_is_not_raised_again_once_its_future_has_come(
+    usage: np.ndarray, balance: np.ndarray | None, findings: int, why: str
+) -> None:
+    """ebs_burst_exhaustion does not flap: a spent bucket is reported once, with its start."""
+    extra = {} if balance is None else {"ebs_byte_balance": balance}
+    outcome = EbsBurstExhaustion().evaluate(_window(usage, **extra), CONTEXT)
+    assert len(outcome.findings) == findings, why
+    assert all(f.end is not None for f in outcome.findings), why

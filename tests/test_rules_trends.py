@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from scaler.backtest import Overrides, run_backtest
-from scaler.cli import EXIT_OK, main
+from scaler.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from scaler.models import Advice
 from scaler.policy import default_policy
 from scaler.rules.base import RuleContext
 from scaler.rules.latency import LatencyGrowth
 from scaler.rules.memory import MemoryLeak, MemoryPressure
+from scaler.rules.trend import Summary, bucket, fit_buckets
 from scaler.signals import Window
 from scaler.sim import scenarios
 from scaler.sim.replay_csv import write_replay
-from scaler.trend import theil_sen
 from tests import trend_traces
 from tests.helpers import window_of
 
@@ -31,11 +32,12 @@ def _advise(window: Window) -> Advice:
 
 
 def test_theil_sen_ignores_a_huge_outlier() -> None:
-    """One wild point does not bend the Theil-Sen slope (it would bend least squares)."""
+    """One wild point does not bend the Theil-Sen slope the rules fit (it bends least squares)."""
     x = np.arange(20.0)
     y = 2 * x + 1
     y[10] = 500
-    slope, intercept, confidence = theil_sen(x, y)
+    fits = fit_buckets(y, count=len(x), min_present=3)
+    slope, intercept, confidence = fits.slope[-1], fits.value_at(len(x) - 1, 0), fits.confidence[-1]
     assert slope == pytest.approx(2.0)
     assert intercept == pytest.approx(1.0)
     assert confidence > 0.9
@@ -206,3 +208,103 @@ def test_backtest_command_finds_nothing_on_the_flat_control(
     assert main(["backtest", str(path), "--format", "json"]) == EXIT_OK
     kinds = {f["kind"] for f in json.loads(capsys.readouterr().out)["findings"]}
     assert not kinds & {"memory_leak", "memory_pressure", "latency_growth"}
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        # A GC saw-tooth climbing 50 -> 54.5 within each 10-minute bucket.
+        ("max", [54.5, 54.5]),  # the peaks memory.py asks for (not the median)
+        ("min", [50.0, 50.0]),  # the floor a leak lifts
+        ("median", [52.25, 52.25]),
+    ],
+)
+def test_bucket_summaries_are_what_they_are_named(how: Summary, expected: list[float]) -> None:
+    """Each bucket summary is its own reduction: 'max' is the saw-tooth's peak, not its middle."""
+    sawtooth = np.tile(np.linspace(50.0, 54.5, 10), 2)
+    assert bucket(sawtooth, 10, how).tolist() == pytest.approx(expected)
+
+
+def test_unknown_bucket_summary_is_rejected_with_the_valid_ones() -> None:
+    """A misspelt summary is an error naming the valid ones, never a silent median."""
+    with pytest.raises(ValueError, match="valid: min, median, max"):
+        bucket(np.arange(20.0), 10, "mean")  # type: ignore[arg-type]
+
+
+def _bundled_slice(tmp_path: Path, minutes: int) -> Path:
+    """The first `minutes` minutes of the bundled incident trace, as a replay file."""
+    text = (resources.files("scaler") / "data" / "incident-m5xlarge.csv").read_text()
+    header, *rows = text.strip().splitlines()
+    stamps = sorted({row.split(",", 1)[0] for row in rows})[100 : 100 + minutes]
+    keep = set(stamps)
+    path = tmp_path / "slice.csv"
+    path.write_text("\n".join([header, *(r for r in rows if r.split(",", 1)[0] in keep)]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("minutes", "short_of"),
+    [
+        (1, ["backlog_growing", "cpu_bound", "ebs_burst_exhaustion", "memory_leak"]),
+        (3, ["iowait_bound", "memory_pressure", "latency_growth"]),
+        (10, ["memory_leak", "latency_growth"]),
+    ],
+)
+def test_a_short_backtest_runs_and_names_what_needs_more_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], minutes: int, short_of: list[str]
+) -> None:
+    """Slices of the bundled trace: rules needing more data go under 'Not evaluated'."""
+    path = _bundled_slice(tmp_path, minutes)
+    assert main(["backtest", str(path), "--instance-type", "m5.xlarge"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Not evaluated" in out
+    assert "no rule found the fleet in a named state" not in out
+    for kind in short_of:
+        assert f"{kind} needs at least" in out
+        assert f"this window has {minutes}" in out
+    if minutes == 10:
+        assert "memory_leak needs at least 180 minutes of data" in out
+        assert "latency_growth needs at least 120 minutes of data" in out
+        assert "within tolerance" in out  # the capacity plan still ran (and held: 8.3 vs 8)
+
+
+def test_a_header_only_replay_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A replay with a header and no rows: exit 2 and one line, never 'Findings (0)'."""
+    path = tmp_path / "empty.csv"
+    path.write_text("timestamp,signal,value\n")
+    assert main(["backtest", str(path)]) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert "Findings" not in captured.out
+    assert "no datapoints" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("window", "leak", "why"),
+    [
+        (trend_traces.level_shift(), False, "a deploy: 40% -> 58% at hour 4, then flat"),
+        (trend_traces.level_shift(at_hour=8), False, "the same step late in the span"),
+        (trend_traces.level_shift(at_hour=2, after=50), False, "a smaller, early step"),
+        (trend_traces.leak(), True, "the control: a steady climb is still a leak"),
+        (trend_traces.leak_with_restarts(), True, "a leak that restarts every 16 hours"),
+    ],
+)
+def test_a_level_shift_is_not_a_leak_and_restarts_do_not_hide_one(
+    window: Window, leak: bool, why: str
+) -> None:
+    """The leak fit needs the climb in both halves of its span, and skips restart drops."""
+    findings = MemoryLeak().evaluate(window, CTX).findings
+    assert bool(findings) is leak, why
+
+
+def test_a_leak_with_restarts_is_one_finding_that_says_when_the_next_restart_is_due() -> None:
+    """Measured on the climbing segments: the true slope, the restarts, what comes first."""
+    findings = MemoryLeak().evaluate(trend_traces.leak_with_restarts(), CTX).findings
+    assert len(findings) == 1 and findings[0].end is None
+    ev = findings[0].evidence
+    assert ev["slope_pct_per_hour"] == pytest.approx(1.0, rel=0.25)
+    assert ev["restarts"] == 4
+    assert ev["restart_period_hours"] == pytest.approx(16.0)
+    assert ev["next_restart_due_at"] == "2026-03-05T16:00:00Z"
+    assert "the next is due" in findings[0].summary

@@ -17,14 +17,15 @@ def leak(
     start_pct: float = 40.0,
 ) -> Window:
     """Memory climbing `slope_per_hour` under a GC saw-tooth of `sawtooth` % every `period` min."""
-    rng = np.random.default_rng(seed)
     t = np.arange(int(hours * 60))
-    mem = (
-        start_pct
-        + slope_per_hour * t / 60
-        + sawtooth * (t % period) / period
-        + rng.normal(0, 0.3, len(t))
-    )
+    return _under_gc(start_pct + slope_per_hour * t / 60, sawtooth, period, seed)
+
+
+def _under_gc(level: np.ndarray, sawtooth: float, period: int, seed: int) -> Window:
+    """`level` (one value a minute) under a GC saw-tooth, with a little measurement noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(len(level))
+    mem = level + sawtooth * (t % period) / period + rng.normal(0, 0.3, len(t))
     return window_of({"mem_used": mem})
 
 
@@ -56,3 +57,31 @@ def latency(
     n = int(hours * 60)
     truth = np.linspace(first_s, last_s, n)
     return window_of({"work_latency": truth * (1 + rng.normal(0, noise, n))})
+
+
+def level_shift(
+    hours: float = 12,
+    at_hour: float = 4.0,
+    before: float = 40.0,
+    after: float = 58.0,
+    sawtooth: float = 5.0,
+    period: int = 20,
+    seed: int = 5,
+) -> Window:
+    """A deploy raises memory from `before` to `after` at `at_hour`; flat on both sides."""
+    t = np.arange(int(hours * 60))
+    return _under_gc(np.where(t < at_hour * 60, before, after), sawtooth, period, seed)
+
+
+def leak_with_restarts(
+    hours: float = 72,
+    slope_per_hour: float = 1.0,
+    restart_every_hours: float = 16.0,
+    sawtooth: float = 5.0,
+    period: int = 20,
+    seed: int = 6,
+    start_pct: float = 40.0,
+) -> Window:
+    """A leak whose process restarts every `restart_every_hours`, resetting memory to the start."""
+    since_restart = np.arange(int(hours * 60)) % int(restart_every_hours * 60)
+    return _under_gc(start_pct + slope_per_hour * since_restart / 60, sawtooth, period, seed)

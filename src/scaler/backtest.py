@@ -60,6 +60,11 @@ def evaluate_windows(
 ) -> list[Evaluation]:
     """Evaluate each replay group with its policy group and the overrides."""
     overrides = overrides or Overrides()
+    if not any(w.length for w in windows.values()):
+        raise InputError(
+            "the replay holds no datapoints (a header alone, or no rows in the span); "
+            "add rows of timestamp,signal,value"
+        )
     catalog = policy.catalog(catalog)
     out = []
     for name, window in windows.items():

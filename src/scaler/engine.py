@@ -9,14 +9,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import structlog
 
 from scaler.capacity import CapacityPlan, plan_capacity
-from scaler.instances.alternatives import Alternative, InstanceConstraints, State
+from scaler.instances.alternatives import (
+    Alternative,
+    Demand,
+    InstanceConstraints,
+    State,
+    Strategy,
+)
 from scaler.instances.catalog import Catalog, InstanceFacts, bundled_catalog
 from scaler.instances.measure import demand_from_window
-from scaler.instances.ranking import rank_alternatives
-from scaler.models import Advice, Finding, Recommendation
+from scaler.instances.ranking import rank_alternatives, size_on
+from scaler.models import Advice, Finding, Recommendation, advice_line
 from scaler.policy import GroupPolicy
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome
 from scaler.signals import Window
@@ -70,37 +77,121 @@ class Evaluation:
     def recommendation_at(self, i: int, *, rank: bool = True) -> Recommendation:
         """The advice at minute `i`: capacity, any instance-type opinion, and why.
 
-        With `rank`, a fleet bound by I/O, CPU or memory also gets its ranked alternatives.
+        A proposed type's count is its row of the ranking (one computation for both), and
+        the table always holds that row. With `rank`, a fleet bound by I/O, CPU or memory
+        also gets its ranked alternatives.
         """
         decision = self.plan.at(i)
-        typed = [
-            (o.kind, o.opinion)
-            for o in self._opinions_at(i)
-            if o.opinion and o.opinion.instance_type
-        ]
+        typed = [o for o in self._opinions_at(i) if o.opinion and o.opinion.instance_type]
         reason = decision.reason
+        proposed: Alternative | None = None
+        instance_type = None
+        table: list[Alternative] = []
+        bound = self._bound_at(i)
         if typed:
-            kind, opinion = typed[0]
-            reason += f" Instance type ({kind}): {opinion.reason}"
-        bound = self._bound_at(i) if rank else None
-        return Recommendation(
+            o = typed[0]
+            assert o.opinion is not None and o.opinion.instance_type is not None
+            instance_type = o.opinion.instance_type
+            proposed, table = self._sized(i, instance_type, o.bound or bound or "io", rank=rank)
+            reason += f" Instance type ({o.kind}): {o.opinion.reason.rstrip('.')}."
+            if not self._allowed(instance_type):
+                reason += f" Not proposed: the policy's instance_choice excludes {instance_type}."
+                instance_type, proposed = None, None
+            elif proposed is not None:
+                reason += (
+                    f" On {instance_type} that is {proposed.instances_needed} instances "
+                    f"({proposed.per_instance_msgs_per_min:g} msg/min each, set by "
+                    f"{proposed.limit})."
+                )
+        elif bound and rank:
+            table = self.alternatives_at(i, bound)
+        change = None
+        if proposed is not None and proposed.strategy is Strategy.LOCAL_NVME:
+            change = "the hot I/O moved to local NVMe"
+        rec = Recommendation(
             at=self.window.time_at(i),
             group=self.window.group,
             desired_capacity=decision.desired,
-            instance_type=typed[0][1].instance_type if typed else None,
+            instance_type=instance_type,
+            instance_type_capacity=None if proposed is None else proposed.instances_needed,
+            instance_type_change=change,
             reason=reason,
             current_capacity=decision.current,
             evidence=decision.evidence(),
-            alternatives=self.alternatives_at(i, bound) if bound else [],
+            alternatives=table if rank else [],
+        )
+        return rec.model_copy(update={"summary": advice_line(rec, self.current_type)})
+
+    def _allowed(self, instance_type: str) -> bool:
+        """Whether the policy's instance_choice lets advice propose `instance_type`."""
+        if self.instance is None or self.catalog is None:
+            return True  # no current type: rules propose nothing without one
+        facts = self.catalog.get(instance_type)
+        constraints = self.constraints or InstanceConstraints()
+        return facts is not None and constraints.allows(
+            facts, self.instance, self.catalog.price(instance_type)
         )
 
-    def alternatives_at(self, i: int, bound: State) -> list[Alternative]:
-        """Other instance types for a fleet bound by `bound`, ranked on minute `i`'s demand."""
-        if self.instance is None or self.catalog is None:
-            return []
+    @property
+    def current_type(self) -> str | None:
+        """The instance type the group runs now, if known."""
+        return None if self.instance is None else self.instance.instance_type
+
+    def _demand(self, i: int) -> Demand | None:
+        """What the ranking sizes for at minute `i`: the plan's required msg/min, measured costs.
+
+        Ranked rows size for the same demand as the capacity plan (arrivals plus draining the
+        backlog), so a type's count and the current type's count answer the same question.
+        """
+        if self.instance is None:
+            return None
         seen = self.window.slice(i + 1 - RANKING_LOOKBACK_MINUTES, i + 1)
         demand = demand_from_window(seen, self.instance)
-        if demand is None:
+        required = float(self.plan.required[i])
+        if demand is not None and math.isfinite(required) and required > 0:
+            demand = demand.model_copy(update={"arrivals_per_min": required})
+        return demand
+
+    def _sized(
+        self, i: int, instance_type: str, state: State, *, rank: bool
+    ) -> tuple[Alternative | None, list[Alternative]]:
+        """The proposed type's row and, with `rank`, the table that holds it.
+
+        The row is the ranking's own arithmetic for that type (`size_on`), so the count and
+        the table agree whether or not the table is shown at this minute.
+        """
+        demand = self._demand(i)
+        if demand is None or self.instance is None or self.catalog is None:
+            return None, []
+        table = self.alternatives_at(i, state, demand) if rank else []
+        row = next(
+            (
+                a
+                for a in table
+                if a.instance_type == instance_type and a.strategy is not Strategy.GP3_THROUGHPUT
+            ),
+            None,
+        )
+        if row is None:
+            row = size_on(
+                instance_type,
+                self.instance,
+                state,
+                demand,
+                self.catalog,
+                self.constraints,
+                utilization=self.plan.settings.target_utilization,
+            )
+            if row is not None:
+                table = [*table, row]
+        return row, table
+
+    def alternatives_at(
+        self, i: int, bound: State, demand: Demand | None = None
+    ) -> list[Alternative]:
+        """Other instance types for a fleet bound by `bound`, ranked on minute `i`'s demand."""
+        demand = demand or self._demand(i)
+        if self.instance is None or self.catalog is None or demand is None:
             return []
         return rank_alternatives(
             self.instance,
@@ -114,8 +205,11 @@ class Evaluation:
 
     def mitigations(self) -> list[Recommendation]:
         """Opinions with no instance type (a scheduled refresh, say), each at its confirmation."""
-        return [
-            Recommendation(
+        out = []
+        for o in self.opinions:
+            if o.opinion is None or o.opinion.instance_type:
+                continue
+            rec = Recommendation(
                 at=self.window.time_at(o.first),
                 group=self.window.group,
                 desired_capacity=None,
@@ -123,9 +217,8 @@ class Evaluation:
                 reason=o.opinion.reason,
                 evidence={"finding": o.kind, "action": o.opinion.action},
             )
-            for o in self.opinions
-            if o.opinion and not o.opinion.instance_type
-        ]
+            out.append(rec.model_copy(update={"summary": advice_line(rec, self.current_type)}))
+        return out
 
     def timeline(self) -> list[Recommendation]:
         """Recommendations each time the advice changes meaningfully (a backtest's view).
@@ -134,14 +227,14 @@ class Evaluation:
         move within the tolerance band of the last advice is not new advice; a return to
         "hold" counts once it has held for the stabilization window (no flapping at the band's
         edge); and advice moving on in the same direction is repeated at most every
-        `measure_minutes` (a ramp is one story, not one line a minute). A new instance-type
+        `timeline_pace_minutes` (a ramp is one story, not one line a minute). A new instance-type
         opinion is always new advice. Alternatives are ranked where the bounding resource or
         the type opinion changes, not repeated on every step of a ramp.
         """
         plan, n = self.plan, self.window.length
         desired, current = plan.desired.tolist(), plan.current.tolist()
         settle = plan.settings.scale_in_stabilization_minutes
-        pace = plan.settings.measure_minutes
+        pace = plan.settings.timeline_pace_minutes
         type_at: list[str | None] = [None] * n
         for o in reversed(self.opinions):  # Earlier-registered rules win where they overlap.
             if o.opinion and o.opinion.instance_type:
@@ -238,17 +331,26 @@ def evaluate(
     catalog: Catalog | None = None,
 ) -> Evaluation:
     """Run every enabled rule and the capacity plan over `window` (bundled catalog by default)."""
-    ctx = group.context(instance)
+    catalog = catalog or bundled_catalog()
+    ctx = group.context(instance, catalog)
     outcomes, opinions = [], []
+    stepped = np.zeros(window.length, dtype=bool)
     for rule in group.enabled_rules():
         outcome = rule.evaluate(window, ctx)
         outcomes.append(outcome)
+        if rule.steps_scale_out:
+            stepped |= outcome.active
         opinions.extend(_opinions(rule, outcome, window, ctx))
         log.debug(
             "rule.evaluated", group=window.group, rule=rule.name, findings=len(outcome.findings)
         )
     plan = plan_capacity(
-        window, group.capacity, min_size=bounds[0], max_size=bounds[1], facts=instance
+        window,
+        group.capacity,
+        min_size=bounds[0],
+        max_size=bounds[1],
+        facts=instance,
+        conservative=stepped,
     )
     return Evaluation(
         window=window,
@@ -256,6 +358,6 @@ def evaluate(
         plan=plan,
         opinions=opinions,
         instance=instance,
-        catalog=catalog or bundled_catalog(),
+        catalog=catalog,
         constraints=group.instance_choice,
     )

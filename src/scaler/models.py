@@ -21,6 +21,7 @@ __all__ = [
     "Severity",
     "Timestamp",
     "Unevaluated",
+    "advice_line",
     "format_time",
 ]
 
@@ -68,18 +69,62 @@ class Unevaluated(_Frozen):
 
 
 class Recommendation(_Frozen):
-    """What the group should run at `at`; a None field means no opinion on it."""
+    """What the group should run at `at`; a None field means no opinion on it.
+
+    `desired_capacity` is always the size on the type the group runs now; `instance_type`
+    proposes a different type and `instance_type_capacity` is the size needed on it.
+    """
 
     at: Timestamp
     group: str
     desired_capacity: int | None
     instance_type: str | None
     reason: str
+    instance_type_capacity: int | None = Field(
+        None, description="Instances needed on `instance_type` (the alternatives table's row)."
+    )
+    instance_type_change: str | None = Field(
+        None,
+        description="What must change besides the type for it to help, e.g. 'the hot I/O "
+        "moved to local NVMe'; None when the type alone does.",
+    )
+    summary: str = Field("", description="The advice in one line (advice_line).")
     current_capacity: int | None = None
     evidence: dict[str, EvidenceValue] = Field(default_factory=dict)
     alternatives: list[Alternative] = Field(
         default_factory=list, description="Ranked instance-type options, best first."
     )
+
+
+def advice_line(rec: Recommendation, current_type: str | None) -> str:
+    """The one-line form of a recommendation, the same in every output (text, JSON, pager).
+
+    "20 × m5.xlarge now (from 8); or 5 × m5d.xlarge (needs the hot I/O moved to local NVMe)":
+    the count on the current type first, then the proposed type with its own count.
+    """
+    parts = []
+    if rec.desired_capacity is not None:
+        on = f"× {current_type}" if current_type else "instances"
+        head = f"{rec.desired_capacity} {on} now"
+        if rec.current_capacity is not None:
+            same = rec.current_capacity == rec.desired_capacity
+            head += " (no change)" if same else f" (from {rec.current_capacity})"
+        parts.append(head)
+    if rec.instance_type:
+        alt = (
+            f"{rec.instance_type_capacity} × {rec.instance_type}"
+            if rec.instance_type_capacity is not None
+            else f"{rec.instance_type} (count unknown: no demand measured)"
+        )
+        if rec.instance_type_change:
+            alt += f" (needs {rec.instance_type_change})"
+        parts.append(f"or {alt}" if parts else alt)
+    if parts:
+        return "; ".join(parts)
+    action = rec.evidence.get("action")
+    if isinstance(action, str):
+        return f"{action.replace('_', ' ')} (a mitigation, not a fix); no capacity change"
+    return "no capacity opinion"
 
 
 class GroupError(_Frozen):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import types
 import typing
@@ -22,9 +23,9 @@ from pydantic import (
 
 from scaler.capacity import CapacitySettings
 from scaler.control.settings import RailSettings, StateSettings, TypeChangeSettings
-from scaler.errors import PolicyError
+from scaler.errors import InputError, PolicyError
 from scaler.instances.alternatives import InstanceConstraints
-from scaler.instances.catalog import Catalog, bundled_catalog
+from scaler.instances.catalog import Catalog, bundled_catalog, load_snapshot
 from scaler.rules import rules
 from scaler.rules.base import Rule, RuleContext
 from scaler.sources.metric_map import MetricOverride, check_signal_names, resolve_metrics
@@ -36,6 +37,7 @@ __all__ = [
     "LiveSettings",
     "Policy",
     "RulesConfig",
+    "check_instances",
     "default_policy",
     "load_policy",
     "parse_policy",
@@ -150,9 +152,18 @@ class GroupPolicy(_Strict):
                 out.append(rule(settings))
         return out
 
-    def context(self, instance: Any = None) -> RuleContext:
-        """What the rules need to know about the fleet beyond its metrics."""
-        return RuleContext(instance=instance, cpu_target_pct=self.cpu_target_pct)
+    def context(self, instance: Any = None, catalog: Catalog | None = None) -> RuleContext:
+        """What the rules need to know about the fleet beyond its metrics.
+
+        `catalog` is the policy's catalog (its prices, any refreshed snapshot); rules read
+        instance facts and prices only through it.
+        """
+        return RuleContext(
+            instance=instance,
+            cpu_target_pct=self.cpu_target_pct,
+            catalog=catalog or bundled_catalog(),
+            instance_choice=self.instance_choice,
+        )
 
 
 class LiveSettings(_Strict):
@@ -189,6 +200,11 @@ class Policy(_Strict):
     )
     state: StateSettings = Field(default_factory=StateSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    instance_catalog: str | None = Field(
+        None,
+        description="A snapshot from `scaler catalog refresh` (a path, relative to this file) "
+        "that advise, run and backtest use instead of the bundled catalog.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:
@@ -210,7 +226,16 @@ class Policy(_Strict):
         return [g.name for g in self.groups]
 
     def catalog(self, base: Catalog | None = None) -> Catalog:
-        """The instance catalog (bundled unless given) with this policy's prices applied."""
+        """The instance catalog with this policy's prices applied: `base` if given, else the
+        policy's `instance_catalog` snapshot, else the bundled one."""
+        if base is None and self.instance_catalog is not None:
+            try:
+                base = load_snapshot(self.instance_catalog)
+            except (InputError, OSError, ValueError) as exc:
+                raise PolicyError(
+                    f"instance_catalog {self.instance_catalog}: cannot be read ({exc}); "
+                    "make one with `scaler catalog refresh --output PATH`"
+                ) from exc
         return (base or bundled_catalog()).with_prices(self.prices)
 
 
@@ -231,13 +256,36 @@ def load_policy(path: str | Path) -> Policy:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"{path}: cannot read policy: {exc}") from exc
-    return parse_policy(text, str(path))
+    return parse_policy(text, str(path), base_dir=path.parent)
 
 
-def parse_policy(text: str, where: str = "<policy>") -> Policy:
-    """Validate policy YAML text; `where` names it in errors."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that rejects a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (the first would be ignored)",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_policy(text: str, where: str = "<policy>", *, base_dir: Path | None = None) -> Policy:
+    """Validate policy YAML text; `where` names it in errors.
+
+    Beyond the schema, instance types, families and priced types must be known to the
+    policy's catalog (the closest known ones are named), and duplicate keys are errors.
+    `base_dir` resolves a relative `instance_catalog` (default: the working directory).
+    """
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
@@ -248,9 +296,54 @@ def parse_policy(text: str, where: str = "<policy>") -> Policy:
             f"{where}: a policy is a mapping with a 'groups' list, got {type(data).__name__}"
         )
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(_explain(exc, where)) from exc
+    if policy.instance_catalog is not None and base_dir is not None:
+        resolved = base_dir / policy.instance_catalog
+        policy = policy.model_copy(update={"instance_catalog": str(resolved)})
+    try:
+        catalog = policy.catalog()
+    except PolicyError as exc:
+        raise PolicyError(f"{where}: {exc}") from exc
+    problems = check_instances(policy, catalog)
+    if problems:
+        lines = [f"{where}: {len(problems)} problem(s) in the policy:"]
+        lines += [f"  {p}" for p in problems]
+        lines.append(
+            "  (`scaler catalog refresh` fetches every type from EC2; name its output in "
+            "instance_catalog)"
+        )
+        raise PolicyError("\n".join(lines))
+    return policy
+
+
+def check_instances(policy: Policy, catalog: Catalog) -> list[str]:
+    """Instance types, families and priced types the catalog does not know, each with the
+    closest known ones (the same check a backtest makes when it looks a type up)."""
+    types_known = sorted(t.instance_type for t in catalog.all())
+    families_known = sorted({t.family for t in catalog.all()})
+    where = f"the instance catalog (taken {catalog.taken})"
+
+    def unknown(field: str, name: str, known: list[str], what: str) -> str:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known[:12])}"
+        return f"{field}: {what} {name!r} is not in {where}; {hint}"
+
+    problems = []
+    for i, group in enumerate(policy.groups):
+        if group.instance_type and group.instance_type not in types_known:
+            problems.append(
+                unknown(f"groups[{i}].instance_type", group.instance_type, types_known, "type")
+            )
+        for family in group.instance_choice.families or []:
+            if family not in families_known:
+                field = f"groups[{i}].instance_choice.families"
+                problems.append(unknown(field, family, families_known, "family"))
+    for name in policy.prices:
+        if name not in types_known:
+            problems.append(unknown(f"prices.{name}", name, types_known, "priced type"))
+    return problems
 
 
 def _explain(exc: ValidationError, where: str) -> str:

@@ -6,7 +6,7 @@ import json
 import textwrap
 
 from scaler.instances.table import render_alternatives
-from scaler.models import Advice, Finding, Recommendation, format_time
+from scaler.models import Advice, Finding, Recommendation, advice_line, format_time
 
 __all__ = ["render_json", "render_text"]
 
@@ -28,13 +28,7 @@ def _wrap(text: str, indent: str) -> list[str]:
 
 
 def _recommendation(r: Recommendation, *, details: bool) -> list[str]:
-    parts = []
-    if r.desired_capacity is not None:
-        now = f" (now {r.current_capacity})" if r.current_capacity is not None else ""
-        parts.append(f"desired capacity {r.desired_capacity}{now}")
-    if r.instance_type:
-        parts.append(f"instance type {r.instance_type}")
-    head = ", ".join(parts) or "no capacity opinion"
+    head = r.summary or advice_line(r, None)
     lines = [f"  {format_time(r.at)[:16].replace('T', ' ')}  [{r.group}] {head}"]
     lines += _wrap(r.reason, "      ")
     if r.alternatives:
@@ -44,29 +38,56 @@ def _recommendation(r: Recommendation, *, details: bool) -> list[str]:
     return lines
 
 
+def _unknown_type_note(advice: Advice) -> list[str]:
+    """What an unknown instance type costs, said first (it changes how to read the rest)."""
+    groups = sorted({u.group for u in advice.unevaluated if "instance_type" in u.missing})
+    if not groups:
+        return []
+    text = (
+        f"Instance type unknown ({', '.join(groups)}): EBS-aware sizing and the EBS burst "
+        "warning are off, so capacity is sized on throughput and CPU alone and cannot see a "
+        "fleet running on burst credits. Give it with --instance-type TYPE or instance_type "
+        "in the policy."
+    )
+    return [*_wrap(text, ""), ""]
+
+
 def render_text(advice: Advice, title: str | None = None) -> str:
-    """A readable report: findings by time, then recommendations, then what was not judged."""
+    """A readable report: what could not be read first, then findings, recommendations and
+    what was not judged. A group that could not be read never reads as healthy."""
     lines: list[str] = [title, ""] if title else []
+    if advice.errors:
+        lines.append("Groups that could not be evaluated (no verdict for them)")
+        for e in advice.errors:
+            retry = " (retryable)" if e.retryable else ""
+            lines += _wrap(f"{e.group}: {e.error}{retry}", "  ")
+        lines.append("")
+    lines += _unknown_type_note(advice)
+    unread = f"no verdict for the {len(advice.errors)} group(s) that could not be read"
     lines.append(f"Findings ({len(advice.findings)})")
     if not advice.findings:
-        lines.append("  none: no rule found the fleet in a named state")
+        if advice.errors:
+            lines.append(f"  none found; {unread}")
+        elif advice.unevaluated:
+            lines.append("  none found by the rules that could judge (see 'Not evaluated' below)")
+        else:
+            lines.append("  none: no rule found the fleet in a named state")
     for f in advice.findings:
         lines.append(f"  {_span(f)}  {f.severity.value.upper():8} {f.kind} [{f.group}]")
         lines += _wrap(f.summary, "      ")
     lines += ["", f"Recommendations ({len(advice.recommendations)})"]
     if not advice.recommendations:
-        lines.append("  none: capacity stayed within tolerance of the fleet's size")
+        lines.append(
+            f"  none; {unread}"
+            if advice.errors
+            else "  none: capacity stayed within tolerance of the fleet's size"
+        )
     # The full notes under each group's latest table only; earlier tables are the numbers.
     last_table = {r.group: r for r in advice.recommendations if r.alternatives}
     for r in advice.recommendations:
         lines += _recommendation(r, details=last_table.get(r.group) is r)
     if advice.unevaluated:
-        lines += ["", "Not evaluated (missing signals, never guessed)"]
+        lines += ["", "Not evaluated (missing signals or too little data; never guessed)"]
         for u in advice.unevaluated:
             lines += _wrap(f"{u.kind} [{u.group}]: {u.reason}", "  ")
-    if advice.errors:
-        lines += ["", "Groups that could not be evaluated"]
-        for e in advice.errors:
-            retry = " (retryable)" if e.retryable else ""
-            lines += _wrap(f"{e.group}: {e.error}{retry}", "  ")
     return "\n".join(lines)

@@ -13,6 +13,8 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 __all__ = [
+    "EBS_BYTES",
+    "EBS_OPS",
     "MINUTE",
     "Series",
     "Signal",
@@ -43,8 +45,16 @@ class Signal(StrEnum):
     EBS_IO_BALANCE = "ebs_io_balance"
     EBS_THROUGHPUT_EXCEEDED = "ebs_throughput_exceeded"
     EBS_IOPS_EXCEEDED = "ebs_iops_exceeded"
+    CPU_SYSTEM = "cpu_system"
+    CPU_STEAL = "cpu_steal"
+    CPU_IDLE = "cpu_idle"
     MEM_USED = "mem_used"
     WORK_LATENCY = "work_latency"
+
+
+#: The parts of per-instance EBS usage: read + write, in bytes and in operations.
+EBS_BYTES = (Signal.EBS_READ_BYTES, Signal.EBS_WRITE_BYTES)
+EBS_OPS = (Signal.EBS_READ_OPS, Signal.EBS_WRITE_OPS)
 
 
 def floor_minute(when: datetime) -> datetime:
@@ -149,6 +159,16 @@ class Window(BaseModel):
     def missing(self, signals: Iterable[str]) -> list[str]:
         """The signals in `signals` that this window lacks or holds only NaN for."""
         return [s for s in signals if s not in self.series or bool(np.isnan(self.series[s]).all())]
+
+    def total(self, parts: Iterable[str]) -> Series | None:
+        """Per-minute sum of the reported `parts` (EBS read + write), None if none is reported.
+
+        A part the source never reports is left out (a fleet may report reads only); a minute
+        at which a reported part is missing is missing (NaN): half a reading is unknown, not
+        small, and would understate usage and so overstate what an instance can take.
+        """
+        present = [self.series[p] for p in parts if p in self.series]
+        return np.sum(present, axis=0) if present else None
 
     def slice(self, first: int, stop: int) -> Window:
         """Minutes `first` up to (not including) `stop`, clipped to the window."""

@@ -44,6 +44,21 @@ class InstanceConstraints(BaseModel):
     keep_vcpus: bool = Field(False, description="Only types with the current vCPU count.")
     current_generation_only: bool = Field(False, description="Skip previous-generation types.")
 
+    def describe(self) -> str:
+        """The constraints in words, for a reason that says why nothing was proposed."""
+        parts = []
+        if self.families is not None:
+            parts.append(f"families {', '.join(self.families)}")
+        if self.architecture is not None:
+            parts.append(f"architecture {self.architecture}")
+        if self.max_price_per_hour is not None:
+            parts.append(f"at most {self.max_price_per_hour:g} USD/hour")
+        if self.keep_vcpus:
+            parts.append("the current vCPU count")
+        if self.current_generation_only:
+            parts.append("current generation only")
+        return "; ".join(parts) or "any type"
+
     def allows(self, facts: InstanceFacts, current: InstanceFacts, price: float | None) -> bool:
         """Whether a type passes every constraint (an unpriced type fails a price cap)."""
         arch = self.architecture or current.architecture

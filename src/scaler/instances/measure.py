@@ -8,7 +8,7 @@ from scaler.instances.alternatives import Demand
 from scaler.instances.burst import bytes_per_min_to_mb_s, ops_per_min_to_iops
 from scaler.instances.catalog import InstanceFacts
 from scaler.numeric import rolling_mean
-from scaler.signals import Series, Signal, Window
+from scaler.signals import EBS_BYTES, EBS_OPS, Signal, Window
 
 __all__ = ["demand_from_window", "peak_ebs_mb_s", "volume_plateau_mb_s"]
 
@@ -18,10 +18,9 @@ _BELOW_BASELINE = 0.9  # ...and one under 90% of the instance baseline is not th
 
 def _mean(window: Window, *signals: Signal) -> float | None:
     """Mean of the per-minute sum of `signals` over the window; None if none was reported."""
-    parts = [window.series[s.value] for s in signals if s.value in window.series]
-    if not parts:
+    total = window.total(signals)
+    if total is None:
         return None
-    total: Series = np.sum(parts, axis=0)
     present = total[~np.isnan(total)]
     return float(present.mean()) if len(present) else None
 
@@ -38,8 +37,8 @@ def demand_from_window(window: Window, current: InstanceFacts, minutes: int = 15
     arrivals = _mean(tail, Signal.QUEUE_SENT)
     if not deleted or not instances or not arrivals:
         return None
-    bytes_per_min = _mean(tail, Signal.EBS_READ_BYTES, Signal.EBS_WRITE_BYTES)
-    ops_per_min = _mean(tail, Signal.EBS_READ_OPS, Signal.EBS_WRITE_OPS)
+    bytes_per_min = _mean(tail, *EBS_BYTES)
+    ops_per_min = _mean(tail, *EBS_OPS)
     demand = Demand.measured(
         current,
         arrivals_per_min=arrivals,
@@ -58,14 +57,10 @@ def demand_from_window(window: Window, current: InstanceFacts, minutes: int = 15
 
 def peak_ebs_mb_s(window: Window, minutes: int) -> float | None:
     """The highest `minutes`-long mean of per-instance EBS MB/s: what the work drove unthrottled."""
-    parts = [
-        window.series[s.value]
-        for s in (Signal.EBS_READ_BYTES, Signal.EBS_WRITE_BYTES)
-        if s.value in window.series
-    ]
-    if not parts:
+    used = window.total(EBS_BYTES)
+    if used is None:
         return None
-    smoothed = rolling_mean(np.sum(parts, axis=0), minutes)
+    smoothed = rolling_mean(used, minutes)
     finite = smoothed[np.isfinite(smoothed)]
     return float(bytes_per_min_to_mb_s(np.array([finite.max()]))[0]) if finite.size else None
 
@@ -78,10 +73,10 @@ def volume_plateau_mb_s(window: Window, current: InstanceFacts) -> float | None:
     Without that check signal there is no telling, so no guess.
     """
     exceeded = window.get(Signal.EBS_THROUGHPUT_EXCEEDED.value)
-    parts = [window.series[s] for s in ("ebs_read_bytes", "ebs_write_bytes") if s in window.series]
-    if exceeded is None or np.isnan(exceeded).all() or np.nanmax(exceeded) > 0 or not parts:
+    used = window.total(EBS_BYTES)
+    if exceeded is None or np.isnan(exceeded).all() or np.nanmax(exceeded) > 0 or used is None:
         return None
-    mb_s = bytes_per_min_to_mb_s(np.sum(parts, axis=0))
+    mb_s = bytes_per_min_to_mb_s(used)
     mb_s = mb_s[~np.isnan(mb_s)]
     if len(mb_s) < 2:
         return None

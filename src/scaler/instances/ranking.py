@@ -38,6 +38,7 @@ __all__ = [
     "State",
     "Strategy",
     "rank_alternatives",
+    "size_on",
 ]
 
 GP3_BASE_MIB_S = 125.0  # included in the gp3 price
@@ -76,14 +77,7 @@ def rank_alternatives(
 
     The current type (more instances of it) is always ranked too, as the reference.
     """
-    constraints = constraints or InstanceConstraints()
-    plans = list(_plans(current, state, demand, catalog, constraints))
-    costed = [
-        _cost(
-            p, current=current, state=state, demand=demand, catalog=catalog, utilization=utilization
-        )
-        for p in plans
-    ]
+    costed = _costed(current, state, demand, catalog, constraints, utilization)
     best = _best_per_family(costed, current, demand)
     best.sort(key=_rank_key)
     if limit is None:
@@ -92,6 +86,52 @@ def rank_alternatives(
     # the reference row stays, so the table always answers "why not just more of the same?"
     top += [a for a in best[limit:] if a.strategy is Strategy.SAME_TYPE]
     return top
+
+
+def size_on(
+    instance_type: str,
+    current: InstanceFacts,
+    state: State,
+    demand: Demand,
+    catalog: Catalog,
+    constraints: InstanceConstraints | None = None,
+    *,
+    utilization: float = 0.9,
+) -> Alternative | None:
+    """The row `rank_alternatives` computes for `instance_type` (the same arithmetic), even
+    where its table keeps another size of the family; None if the constraints exclude it."""
+    plans = _plans(current, state, demand, catalog, constraints or InstanceConstraints())
+    plan = next(
+        (
+            p
+            for p in plans
+            if p.facts.instance_type == instance_type and p.strategy is not Strategy.GP3_THROUGHPUT
+        ),
+        None,
+    )
+    if plan is None:
+        return None
+    return _cost(
+        plan, current=current, state=state, demand=demand, catalog=catalog, utilization=utilization
+    )
+
+
+def _costed(
+    current: InstanceFacts,
+    state: State,
+    demand: Demand,
+    catalog: Catalog,
+    constraints: InstanceConstraints | None,
+    utilization: float,
+) -> list[Alternative]:
+    """Every candidate the constraints allow, sized and priced (before picking per family)."""
+    plans = _plans(current, state, demand, catalog, constraints or InstanceConstraints())
+    return [
+        _cost(
+            p, current=current, state=state, demand=demand, catalog=catalog, utilization=utilization
+        )
+        for p in plans
+    ]
 
 
 def _plans(

@@ -1,6 +1,6 @@
 """Detectors, registered by name; importing this package registers every built-in rule."""
 
-from scaler.rules import backlog, burst, cpu, io, latency, memory
+from scaler.rules import backlog, burst, cpu, dependency, io, latency, memory
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "backlog",
     "burst",
     "cpu",
+    "dependency",
     "io",
     "latency",
     "memory",

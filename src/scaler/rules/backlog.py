@@ -7,19 +7,26 @@ from pydantic import Field
 
 from scaler.models import EvidenceValue, Severity, format_time
 from scaler.numeric import ffill, lagged, rolling_mean
-from scaler.rules.base import Rule, RuleContext, RuleOutcome, RuleSettings, rules
-from scaler.rules.features import Fleet, held, mean_over, num, rounded, spans_to_findings
+from scaler.rules.base import Rule, RuleContext, RuleOutcome, SmoothedStateSettings, rules
+from scaler.rules.features import (
+    BOTTLENECK_SIGNALS,
+    CpuBudget,
+    Fleet,
+    bottleneck,
+    held,
+    mean_over,
+    num,
+    rounded,
+    spans_to_findings,
+)
 from scaler.signals import Series, Signal, Window
 
 __all__ = ["BacklogGrowing", "BacklogGrowingSettings", "minutes_until_age_limit"]
 
 
-class BacklogGrowingSettings(RuleSettings):
+class BacklogGrowingSettings(SmoothedStateSettings):
     """When a growing queue is a finding, and the message age that hurts."""
 
-    sustain_minutes: int = Field(
-        5, ge=1, description="Minutes the backlog must grow to be a finding."
-    )
     rate_minutes: int = Field(5, ge=1, description="Average arrival/throughput rates over this.")
     min_growth_per_min: float = Field(
         1.0, ge=0, description="Growth below this many messages/min is noise, not a backlog."
@@ -30,7 +37,6 @@ class BacklogGrowingSettings(RuleSettings):
     critical_within_minutes: float = Field(
         30.0, ge=0, description="Critical when the age limit is this close (or already passed)."
     )
-    bridge_minutes: int = Field(3, ge=0, description="Missing minutes that do not break the state.")
 
 
 def minutes_until_age_limit(
@@ -72,7 +78,7 @@ class BacklogGrowing(Rule):
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Mark minutes where the queue grows, and project when its oldest message gets too old."""
         s = self.settings
-        fleet = Fleet(window)
+        fleet = Fleet(window, s.smooth_minutes)
         backlog = fleet.backlog
         slope = (backlog - lagged(backlog, s.rate_minutes)) / s.rate_minutes
         sent, deleted = window.get(Signal.QUEUE_SENT), window.get(Signal.QUEUE_DELETED)
@@ -87,11 +93,38 @@ class BacklogGrowing(Rule):
         age = window.get(Signal.QUEUE_OLDEST_AGE)
         age_f = None if age is None else ffill(age, 5)
 
+        budget = CpuBudget(fleet)
+
         def describe(first: int, last: int) -> tuple[Severity, str, dict[str, EvidenceValue]]:
-            return _describe(fleet, growth, age_f, first, last, s)
+            severity, summary, evidence = _describe(fleet, growth, age_f, first, last, s)
+            kind, missing = _bottleneck(window, fleet, budget, first, last)
+            evidence["bottleneck"] = kind
+            evidence["bottleneck_missing"] = missing
+            named = (
+                f" Bottleneck: {kind}."
+                if kind != "unknown"
+                else " Bottleneck: unknown"
+                + (f" ({', '.join(missing)} not reported)." if missing else ".")
+            )
+            return severity, summary + named, evidence
 
         findings = spans_to_findings(window, self.name, active, s.sustain_minutes, describe)
         return RuleOutcome(kind=self.name, findings=findings, active=active)
+
+
+def _bottleneck(
+    window: Window, fleet: Fleet, budget: CpuBudget, first: int, last: int
+) -> tuple[str, list[str]]:
+    """Which resource holds the fleet back over the span, and the signals that would tell."""
+    mem = window.get(Signal.MEM_USED)
+    kind = bottleneck(
+        mean_over(budget.busy, first, last),
+        mean_over(budget.idle, first, last),
+        mean_over(budget.iowait, first, last),
+        None if mem is None else mean_over(mem, first, last),
+    )
+    missing = window.missing(BOTTLENECK_SIGNALS) if kind == "unknown" else []
+    return kind, missing
 
 
 def _at(values: Series | None, i: int) -> float | None:

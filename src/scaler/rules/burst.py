@@ -15,16 +15,17 @@ from scaler.instances.burst import (
     bytes_per_min_to_mb_s,
     ops_per_min_to_iops,
 )
-from scaler.instances.catalog import InstanceFacts, bundled_catalog
+from scaler.instances.catalog import InstanceFacts
 from scaler.models import EvidenceValue, Finding, Severity, Unevaluated, format_time
-from scaler.numeric import rolling_mean, runs, sustained
+from scaler.numeric import Mask, rolling_mean, runs, sustained
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
-from scaler.signals import Series, Signal, Window
+from scaler.signals import EBS_BYTES, EBS_OPS, Series, Signal, Window
 
 __all__ = ["EbsBurstExhaustion", "EbsBurstSettings"]
 
-_BYTE_SIGNALS = (Signal.EBS_READ_BYTES.value, Signal.EBS_WRITE_BYTES.value)
-_OPS_SIGNALS = (Signal.EBS_READ_OPS.value, Signal.EBS_WRITE_OPS.value)
+
+#: Usage within this fraction of the baseline is the throttle itself, not burst being spent.
+_THROTTLED_WITHIN = 0.05
 
 
 class EbsBurstSettings(RuleSettings):
@@ -45,17 +46,17 @@ class EbsBurstSettings(RuleSettings):
     min_minutes: int = Field(
         3, ge=1, description="Usage must stay above the baseline this long before a warning."
     )
+    rearm_balance_pct: float = Field(
+        20.0,
+        ge=0,
+        le=100,
+        description="After a bucket runs out, warn again only once it has refilled to this.",
+    )
     burst_minutes: float = Field(
         BURST_MINUTES,
         gt=0,
         description="Minutes a full bucket lasts at the type's maximum (AWS: 30).",
     )
-
-
-def _usage(window: Window, names: tuple[str, ...]) -> Series | None:
-    """Per-instance read + write per minute; NaN where a reported part is missing."""
-    parts = [window.series[n] for n in names if n in window.series]
-    return np.sum(parts, axis=0) if parts else None
 
 
 class _Track:
@@ -105,12 +106,18 @@ class EbsBurstExhaustion(Rule):
                     "maximum); set instance_type in the policy or pass --instance-type",
                 ),
             )
-        usage_signals = list(_BYTE_SIGNALS + _OPS_SIGNALS)
+        usage_signals = [*EBS_BYTES, *EBS_OPS]
         missing = window.missing(usage_signals)
         if len(missing) == len(usage_signals):
             why = f"{self.name} needs EBS bytes or operations per instance ({', '.join(missing)})"
             return RuleOutcome.skipped(self.name, window, missing, why)
-        return self.detect(window, context)
+        return self.too_short(window) or self.detect(window, context)
+
+    def min_minutes(self) -> int:
+        """Usage must stay above the baseline `min_minutes` before a warning."""
+        settings = self.settings
+        assert isinstance(settings, EbsBurstSettings)
+        return settings.min_minutes
 
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Minutes at which usage is above baseline and the bucket empties within the horizon."""
@@ -119,9 +126,20 @@ class EbsBurstExhaustion(Rule):
         assert isinstance(settings, EbsBurstSettings)
         tracks = self._tracks(window, context.instance, settings)
         soonest = np.full(window.length, np.inf)
+        spent = np.zeros(window.length, dtype=bool)
+        draining = np.zeros(window.length, dtype=bool)
         for track in tracks:
             soonest = np.fmin(soonest, track.minutes)  # fmin: a missing minute is no alarm
-        active = sustained(soonest <= settings.warn_minutes_ahead, settings.min_minutes)
+            spent |= _spent(track, settings.rearm_balance_pct / 100.0)
+            with np.errstate(invalid="ignore"):
+                draining |= (track.minutes <= settings.warn_minutes_ahead) & (
+                    track.usage > track.bucket.baseline * (1 + _THROTTLED_WITHIN)
+                )
+        # A warning is about the future: it starts only while the bucket still holds credit,
+        # runs on until the fleet is held at its baseline, and is not raised again once the
+        # bucket has run out (the throttle is iowait_bound's to name) until it has refilled.
+        ahead = (soonest > 0) & (soonest <= settings.warn_minutes_ahead) & ~spent
+        active = _carried(sustained(ahead, settings.min_minutes), draining)
         findings = [
             self._finding(window, context.instance, tracks, run, settings) for run in runs(active)
         ]
@@ -131,7 +149,7 @@ class EbsBurstExhaustion(Rule):
         self, window: Window, facts: InstanceFacts, settings: EbsBurstSettings
     ) -> list[_Track]:
         out = []
-        byte_usage = _usage(window, _BYTE_SIGNALS)
+        byte_usage = window.total(EBS_BYTES)
         if byte_usage is not None and facts.ebs_bursts:
             out.append(
                 _Track(
@@ -143,7 +161,7 @@ class EbsBurstExhaustion(Rule):
                     measure_minutes=settings.measure_minutes,
                 )
             )
-        ops_usage = _usage(window, _OPS_SIGNALS)
+        ops_usage = window.total(EBS_OPS)
         if ops_usage is not None and facts.ebs_max_iops > facts.ebs_baseline_iops:
             out.append(
                 _Track(
@@ -232,13 +250,21 @@ class EbsBurstExhaustion(Rule):
             return None
         fits = [
             t
-            for t in bundled_catalog().all()
+            for t in context.choices()
             if t.family == facts.family
             and t.architecture == facts.architecture
             and t.ebs_baseline_mb_s >= usage
         ]
         local = f"{facts.family}d" if not facts.local_nvme else facts.family
         if not fits:
+            exists = any(
+                t.family == facts.family and t.ebs_baseline_mb_s >= usage
+                for t in context.catalog.all()
+            )
+            if exists:
+                return context.nothing_allowed(
+                    f"{facts.family} size that sustains {usage:g} MB/s of EBS"
+                )
             return Opinion(
                 reason=f"each instance draws {usage:g} MB/s, above what any {facts.family} size "
                 f"sustains; move the hot I/O to local NVMe ({local}) or spread it over more "
@@ -252,6 +278,30 @@ class EbsBurstExhaustion(Rule):
             f"sustains {best.ebs_baseline_mb_s:g} MB/s, or keep the size and move the hot I/O "
             f"to the local NVMe of {local} (see the ranked alternatives)",
         )
+
+
+def _carried(started: Mask, going_on: Mask) -> Mask:
+    """`started` runs, each extended for as long as `going_on` holds after it."""
+    out = started.copy()
+    for i in range(1, len(out)):
+        if not out[i] and out[i - 1] and going_on[i]:
+            out[i] = True
+    return out
+
+
+def _spent(track: _Track, rearm: float) -> Mask:
+    """Minutes from a bucket running out until its balance is back at `rearm` (0..1)."""
+    out = np.zeros(len(track.minutes), dtype=bool)
+    empty = track.minutes <= 0
+    refilled = track.balance >= rearm
+    state = False
+    for i in range(len(out)):
+        if empty[i]:
+            state = True
+        elif state and refilled[i]:
+            state = False
+        out[i] = state
+    return out
 
 
 def _balance_source(track: _Track, window: Window, at: int) -> str:

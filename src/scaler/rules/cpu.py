@@ -1,4 +1,9 @@
-"""`cpu_bound`: throughput plateaus with CPU near saturation and little iowait."""
+"""`cpu_bound`: the fleet falls behind with its CPU budget spent.
+
+CPU is judged as a budget (see `CpuBudget`): busy = user + system + steal; the budget is spent
+when busy reaches the saturation threshold with little iowait, or when no idle CPU is left and
+busy time outweighs iowait (84% user and 12% iowait with nothing idle is CPU-bound).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ import numpy as np
 from pydantic import Field
 
 from scaler.models import EvidenceValue, Severity
-from scaler.rules.base import Rule, RuleContext, RuleOutcome, RuleSettings, rules
+from scaler.rules.base import Rule, RuleContext, RuleOutcome, SmoothedStateSettings, rules
 from scaler.rules.features import (
+    CpuBudget,
     Fleet,
     before_after,
     held,
@@ -22,21 +28,28 @@ from scaler.signals import Signal, Window
 __all__ = ["CpuBound", "CpuBoundSettings"]
 
 
-class CpuBoundSettings(RuleSettings):
+class CpuBoundSettings(SmoothedStateSettings):
     """When a busy CPU is what limits the fleet."""
 
-    sustain_minutes: int = Field(
-        5, ge=1, description="Minutes the state must hold to be a finding."
-    )
-    smooth_minutes: int = Field(3, ge=1, description="Median over this many minutes against noise.")
     cpu_saturated_pct: float = Field(
-        85.0, gt=0, le=100, description="CPU user at or above this is saturated."
+        85.0,
+        gt=0,
+        le=100,
+        description="CPU busy (user + system + steal) at or above this is saturated.",
     )
-    iowait_max_pct: float = Field(10.0, ge=0, le=100, description="iowait must stay below this.")
+    iowait_max_pct: float = Field(
+        10.0, ge=0, le=100, description="...with iowait below this (unless no CPU is idle)."
+    )
+    cpu_idle_max_pct: float = Field(
+        5.0,
+        ge=0,
+        le=100,
+        description="Idle CPU at or below this (cpu_idle, else 100 - busy - iowait) is a spent "
+        "budget when busy outweighs iowait.",
+    )
     behind_margin: float = Field(
         0.02, ge=0, lt=1, description="Throughput below arrivals by this fraction = falling behind."
     )
-    bridge_minutes: int = Field(3, ge=0, description="Missing minutes that do not break the state.")
 
 
 @rules.register("cpu_bound")
@@ -53,25 +66,29 @@ class CpuBound(Rule):
         """Mark minutes where CPU is saturated, iowait is low and work piles up."""
         s = self.settings
         fleet = Fleet(window, s.smooth_minutes)
-        cpu = fleet.smoothed(Signal.CPU_USER)
-        iowait = fleet.smoothed(Signal.CPU_IOWAIT)
+        budget = CpuBudget(fleet)
+        cpu, iowait, busy, idle = budget.user, budget.iowait, budget.busy, budget.idle
         behind, behind_known = fleet.behind(s.behind_margin)
         # Without the iowait signal, a saturated CPU alone still names the state.
         has_iowait = window.has(Signal.CPU_IOWAIT)
         with np.errstate(invalid="ignore"):
             low_iowait = (iowait < s.iowait_max_pct) if has_iowait else np.ones(window.length, bool)
-            condition = behind & (cpu >= s.cpu_saturated_pct) & low_iowait
-        known = behind_known & ~np.isnan(cpu) & (~np.isnan(iowait) if has_iowait else True)
+            no_idle = (idle <= s.cpu_idle_max_pct) & (busy > np.nan_to_num(iowait))
+            spent = ((busy >= s.cpu_saturated_pct) & low_iowait) | no_idle
+            condition = behind & spent
+        known = behind_known & ~np.isnan(busy) & (~np.isnan(iowait) if has_iowait else True)
         active = held(condition, known, s.sustain_minutes, s.bridge_minutes)
 
         def describe(first: int, last: int) -> tuple[Severity, str, dict[str, EvidenceValue]]:
             cpu_before, cpu_after = before_after(cpu, first, last)
+            busy_after, idle_after = mean_over(busy, first, last), mean_over(idle, first, last)
             tp_before, tp_after = before_after(fleet.per_instance, first, last)
             io_after = mean_over(iowait, first, last)
             arrivals = mean_over(fleet.arrivals, first, last)
             throughput = mean_over(fleet.throughput, first, last)
             summary = (
-                f"Fleet is CPU-bound: CPU user {pct(cpu_after)} (was {pct(cpu_before)}), iowait "
+                f"Fleet is CPU-bound: CPU busy {pct(busy_after)} (user {pct(cpu_after)}, was "
+                f"{pct(cpu_before)}), idle {pct(idle_after)}, iowait "
                 f"{pct(io_after)}, throughput per instance {num(tp_after)} msg/min against "
                 f"arrivals {num(arrivals)}/min. More instances add throughput in proportion; "
                 "a CPU target would fire here, and a compute-optimized type may be cheaper."
@@ -88,6 +105,9 @@ class CpuBound(Rule):
                     "arrivals_msg_per_min": rounded(arrivals),
                     "throughput_msg_per_min": rounded(throughput),
                     "iowait_reported": has_iowait,
+                    "cpu_busy_pct": rounded(busy_after),
+                    "cpu_idle_pct": rounded(idle_after),
+                    "cpu_budget_from": budget.sources,
                 },
             )
 

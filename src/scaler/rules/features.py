@@ -11,8 +11,11 @@ from scaler.numeric import Mask, ffill, lagged, rolling_median, runs, sustained
 from scaler.signals import Series, Signal, Window
 
 __all__ = [
+    "BOTTLENECK_SIGNALS",
+    "CpuBudget",
     "Fleet",
     "before_after",
+    "bottleneck",
     "held",
     "mean_over",
     "num",
@@ -60,6 +63,63 @@ class Fleet:
             by_backlog = (self.backlog_growth > 0) & (self.backlog > 0)
         known = ~np.isnan(self.backlog_growth) | ~np.isnan(gap)
         return (by_rates | by_backlog), known
+
+
+class CpuBudget:
+    """CPU as a budget: busy (user + system + steal) against idle and iowait, per minute.
+
+    Fallbacks where the CloudWatch agent's finer signals are absent: a missing `cpu_system` or
+    `cpu_steal` counts as 0 (busy is then user alone, the most conservative reading), and a
+    missing `cpu_idle` is what the other parts leave: 100 - busy - iowait (unknown without
+    iowait). `sources` names what was read.
+    """
+
+    def __init__(self, fleet: Fleet) -> None:
+        window = fleet.window
+        self.user = fleet.smoothed(Signal.CPU_USER)
+        self.iowait = fleet.smoothed(Signal.CPU_IOWAIT)
+        parts = [Signal.CPU_USER, Signal.CPU_SYSTEM, Signal.CPU_STEAL]
+        self.sources = [str(p) for p in parts if window.has(p)]
+        busy = self.user.copy()
+        for extra in (Signal.CPU_SYSTEM, Signal.CPU_STEAL):
+            if window.has(extra):
+                busy = busy + np.nan_to_num(fleet.smoothed(extra))
+        self.busy = busy
+        if window.has(Signal.CPU_IDLE):
+            self.idle = fleet.smoothed(Signal.CPU_IDLE)
+            self.sources.append(Signal.CPU_IDLE.value)
+        elif window.has(Signal.CPU_IOWAIT):
+            self.idle = np.maximum(100.0 - busy - self.iowait, 0.0)
+            self.sources.append("cpu_idle derived: 100 - busy - iowait")
+        else:
+            self.idle = fleet.nan
+
+
+#: The signals that tell which resource holds a fleet back, for `bottleneck`.
+BOTTLENECK_SIGNALS = (Signal.CPU_USER, Signal.CPU_IOWAIT, Signal.CPU_IDLE, Signal.MEM_USED)
+_IOWAIT_HIGH, _BUSY_SATURATED, _IDLE_SPENT, _MEM_HIGH = 20.0, 85.0, 5.0, 90.0
+_DEPENDENCY_BUSY_MAX, _IOWAIT_LOW = 50.0, 10.0
+
+
+def bottleneck(
+    busy: float | None, idle: float | None, iowait: float | None, mem: float | None
+) -> str:
+    """Which resource a falling-behind fleet waits on: cpu, io, memory, dependency or unknown.
+
+    The thresholds are the rules' defaults: iowait 20% is `iowait_bound`'s floor, busy 85% or
+    idle under 5% is a spent CPU budget (`cpu_bound`), memory 90% is `memory_pressure`, and
+    busy under 50% with iowait under 10% is `dependency_bound` (the work waits elsewhere).
+    """
+    if iowait is not None and iowait >= _IOWAIT_HIGH:
+        return "io"
+    if busy is not None and (busy >= _BUSY_SATURATED or (idle is not None and idle <= _IDLE_SPENT)):
+        return "cpu"
+    if mem is not None and mem >= _MEM_HIGH:
+        return "memory"
+    idle_cpu = busy is not None and busy < _DEPENDENCY_BUSY_MAX
+    if idle_cpu and iowait is not None and iowait < _IOWAIT_LOW:
+        return "dependency"
+    return "unknown"
 
 
 def held(condition: Mask, known: Mask, sustain: int, bridge: int) -> Mask:

@@ -5,10 +5,17 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from scaler.instances.catalog import InstanceFacts, bundled_catalog
+from scaler.instances.catalog import InstanceFacts
 from scaler.models import EvidenceValue, Finding, Severity
 from scaler.numeric import ffill, lagged, rolling_mean, rolling_min
-from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
+from scaler.rules.base import (
+    Opinion,
+    Rule,
+    RuleContext,
+    RuleOutcome,
+    SmoothedStateSettings,
+    rules,
+)
 from scaler.rules.features import (
     Fleet,
     before_after,
@@ -19,7 +26,7 @@ from scaler.rules.features import (
     rounded,
     spans_to_findings,
 )
-from scaler.signals import Series, Signal, Window
+from scaler.signals import EBS_BYTES, EBS_OPS, Series, Signal, Window
 
 __all__ = ["IowaitBound", "IowaitBoundSettings"]
 
@@ -35,13 +42,9 @@ EBS_SIGNALS = (
 )
 
 
-class IowaitBoundSettings(RuleSettings):
+class IowaitBoundSettings(SmoothedStateSettings):
     """When waiting on I/O counts as the state the fleet is in."""
 
-    sustain_minutes: int = Field(
-        5, ge=1, description="Minutes the state must hold to be a finding."
-    )
-    smooth_minutes: int = Field(3, ge=1, description="Median over this many minutes against noise.")
     iowait_min_pct: float = Field(20.0, ge=0, le=100, description="iowait must be at least this.")
     iowait_rise_pct: float = Field(
         10.0,
@@ -58,7 +61,6 @@ class IowaitBoundSettings(RuleSettings):
     behind_margin: float = Field(
         0.02, ge=0, lt=1, description="Throughput below arrivals by this fraction = falling behind."
     )
-    bridge_minutes: int = Field(3, ge=0, description="Missing minutes that do not break the state.")
     balance_exhausted_pct: float = Field(
         5.0, ge=0, le=100, description="EBS balance at or below this means the burst is spent."
     )
@@ -74,15 +76,6 @@ def _span_mean(window: Window, signal: str, first: int, last: int, fill: int = 0
     return mean_over(ffill(values, fill) if fill else values, first, last)
 
 
-def _sum_signals(window: Window, a: str, b: str) -> Series | None:
-    x, y = window.get(a), window.get(b)
-    if x is None and y is None:
-        return None
-    parts = [v for v in (x, y) if v is not None]
-    stacked = np.vstack(parts)
-    return np.where(np.isnan(stacked).all(axis=0), np.nan, np.nansum(stacked, axis=0))
-
-
 class _Cause:
     """What the EBS metrics say about why the fleet waits, over one span."""
 
@@ -95,8 +88,8 @@ class _Cause:
         facts: InstanceFacts | None,
     ) -> None:
         self.reported = [sig.value for sig in EBS_SIGNALS if window.has(sig)]
-        bytes_pi = _sum_signals(window, Signal.EBS_READ_BYTES, Signal.EBS_WRITE_BYTES)
-        ops_pi = _sum_signals(window, Signal.EBS_READ_OPS, Signal.EBS_WRITE_OPS)
+        bytes_pi = window.total(EBS_BYTES)
+        ops_pi = window.total(EBS_OPS)
         self.mb_s = self.mb_s_before = self.iops = None
         self.plateau = False
         if bytes_pi is not None:
@@ -225,7 +218,9 @@ class IowaitBound(Rule):
         if finding.evidence.get("cause") != "ebs_instance_limit" or context.instance is None:
             return None
         demand = finding.evidence.get("ebs_mb_s_per_instance_before")
-        return _type_opinion(context.instance, demand if isinstance(demand, float) else None)
+        return _type_opinion(
+            context.instance, demand if isinstance(demand, float) else None, context
+        )
 
 
 def _describe(
@@ -284,18 +279,23 @@ def _describe(
     return Severity.CRITICAL, summary, evidence
 
 
-def _type_opinion(current: InstanceFacts, demand_mb_s: float | None) -> Opinion | None:
-    """Local NVMe in the same family and size, else a size whose baseline covers the demand."""
-    catalog = bundled_catalog()
+def _type_opinion(
+    current: InstanceFacts, demand_mb_s: float | None, context: RuleContext
+) -> Opinion | None:
+    """Local NVMe in the same family and size, else a size whose baseline covers the demand.
+
+    Only types the policy's `instance_choice` allows are considered.
+    """
+    allowed = {t.instance_type: t for t in context.choices()}
     size = current.instance_type.split(".", 1)[1]
-    nvme = None if current.local_nvme else catalog.get(f"{current.family}d.{size}")
+    nvme = None if current.local_nvme else allowed.get(f"{current.family}d.{size}")
     need = (
         demand_mb_s
         if demand_mb_s and demand_mb_s > current.ebs_baseline_mb_s
         else current.ebs_max_mb_s
     )
     bigger = sorted(
-        (t for t in catalog.all() if t.family == current.family and t.ebs_baseline_mb_s >= need),
+        (t for t in allowed.values() if t.family == current.family and t.ebs_baseline_mb_s >= need),
         key=lambda t: (t.vcpus, t.instance_type),
     )
     larger = bigger[0] if bigger else None
@@ -320,4 +320,7 @@ def _type_opinion(current: InstanceFacts, demand_mb_s: float | None) -> Opinion 
             instance_type=larger.instance_type,
             reason=larger_text[0].upper() + larger_text[1:] + ".",
         )
-    return None
+    return context.nothing_allowed(
+        f"local-NVMe {current.family}d type and no {current.family} size that sustains "
+        f"{need:.0f} MB/s of EBS"
+    )

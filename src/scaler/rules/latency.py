@@ -7,10 +7,9 @@ from pydantic import Field
 
 from scaler.models import EvidenceValue, Finding, Severity, format_time
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
-from scaler.rules.features import rounded, spans_to_findings
-from scaler.rules.trendbase import latest_fit, mask_from_fits
+from scaler.rules.features import rounded
+from scaler.rules.trend import FitSpan, TrendFit
 from scaler.signals import Series, Signal, Window
-from scaler.trend import bucket, fit_buckets
 
 __all__ = ["LatencyGrowth", "LatencyGrowthSettings", "time_per_message"]
 
@@ -61,6 +60,10 @@ class LatencyGrowth(Rule):
     Settings = LatencyGrowthSettings
     settings: LatencyGrowthSettings
 
+    def min_minutes(self) -> int:
+        """A trend needs `min_window_minutes` of data before it can be fitted."""
+        return self.settings.min_window_minutes
+
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Fit the trailing median time per message; a steady rise is a finding."""
         s = self.settings
@@ -69,53 +72,55 @@ class LatencyGrowth(Rule):
             why = "latency_growth needs work_latency, or queue_deleted, instances and queue_visible"
             return RuleOutcome.skipped(self.name, window, [Signal.WORK_LATENCY], why)
         b = s.bucket_minutes
-        medians = bucket(values, b, "median")
-        count = max(s.window_minutes // b, 3)
-        fits = fit_buckets(medians, count, s.min_window_minutes // b)
-        first = fits.intercept + fits.slope * fits.first_x
-        last = fits.intercept + fits.slope * (count - 1)
+        trend = TrendFit.of(
+            window,
+            values,
+            bucket_minutes=b,
+            how="median",
+            window_minutes=s.window_minutes,
+            min_window_minutes=s.min_window_minutes,
+        )
+        fits, medians = trend.fits, trend.buckets
+        first, last = trend.first, trend.last
         with np.errstate(invalid="ignore", divide="ignore"):
             floor = np.nanmin(medians) if np.isfinite(medians).any() else np.nan
             ratio = last / np.maximum(first, 0.1 * floor)
         holds = (
             (ratio >= s.min_growth_ratio) & (fits.slope > 0) & (fits.confidence >= s.min_confidence)
         )
-        active = mask_from_fits(fits, holds, b, window.length)
 
-        def describe(start: int, end: int) -> tuple[Severity, str, dict[str, EvidenceValue]]:
-            k = latest_fit(fits, end, b)
-            assert k is not None  # active minutes always follow a fit
-            stop, n = int(fits.end[k]), count - int(fits.first_x[k])
-            chunk = medians[stop - n : stop]
-            present = chunk[~np.isnan(chunk)]
+        def describe(
+            fit: FitSpan, start: int, end: int
+        ) -> tuple[Severity, str, dict[str, EvidenceValue]]:
+            present = fit.buckets[~np.isnan(fit.buckets)]
             third = max(len(present) // 3, 1)
             obs_first, obs_last = float(np.mean(present[:third])), float(np.mean(present[-third:]))
-            fit_from, fit_to = window.time_at((stop - n) * b), window.time_at(stop * b - 1)
+            growth = float(ratio[fit.k])
             summary = (
                 f"Work is slowing down: time per message ({source.replace('_', ' ')}) averaged "
-                f"{_ms(obs_first)} in the first third of {fit_from:%H:%M}-{fit_to:%H:%M} and "
-                f"{_ms(obs_last)} in the last; the fit gives {_ms(float(first[k]))} to "
-                f"{_ms(float(last[k]))} ({float(ratio[k]):.1f}x, {fits.confidence[k]:.0%} of "
+                f"{_ms(obs_first)} in the first third of {fit.fitted_from:%H:%M}-"
+                f"{fit.fitted_to:%H:%M} and {_ms(obs_last)} in the last; the fit gives "
+                f"{_ms(fit.first)} to {_ms(fit.last)} ({growth:.1f}x, {fit.confidence:.0%} of "
                 "slopes agree)."
             )
             return (
                 Severity.WARNING,
                 summary,
                 {
-                    "first_s": rounded(float(first[k]), 6),
-                    "last_s": rounded(float(last[k]), 6),
-                    "growth_ratio": round(float(ratio[k]), 2),
+                    "first_s": rounded(fit.first, 6),
+                    "last_s": rounded(fit.last, 6),
+                    "growth_ratio": round(growth, 2),
                     "observed_first_s": rounded(obs_first, 6),
                     "observed_last_s": rounded(obs_last, 6),
-                    "confidence": round(float(fits.confidence[k]), 3),
-                    "fitted_from": format_time(fit_from),
-                    "fitted_to": format_time(fit_to),
+                    "confidence": round(fit.confidence, 3),
+                    "fitted_from": format_time(fit.fitted_from),
+                    "fitted_to": format_time(fit.fitted_to),
                     "source": source,
                     "method": f"theil_sen_on_{b}min_medians",
                 },
             )
 
-        findings = spans_to_findings(window, self.name, active, 1, describe)
+        findings, active = trend.findings(self.name, holds, describe)
         return RuleOutcome(kind=self.name, findings=findings, active=active)
 
     def recommend(self, finding: Finding, context: RuleContext) -> Opinion | None:

@@ -5,14 +5,20 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from scaler.instances.catalog import bundled_catalog
 from scaler.models import EvidenceValue, Finding, Severity, format_time
 from scaler.numeric import ffill, runs
-from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome, RuleSettings, rules
+from scaler.rules.base import (
+    Opinion,
+    Rule,
+    RuleContext,
+    RuleOutcome,
+    RuleSettings,
+    SustainedStateSettings,
+    rules,
+)
 from scaler.rules.features import held, rounded, spans_to_findings
-from scaler.rules.trendbase import latest_fit, mask_from_fits
+from scaler.rules.trend import FitSpan, TrendFit, bucket
 from scaler.signals import Signal, Window
-from scaler.trend import bucket, fit_buckets
 
 __all__ = ["MemoryLeak", "MemoryLeakSettings", "MemoryPressure", "MemoryPressureSettings"]
 
@@ -37,6 +43,19 @@ class MemoryLeakSettings(RuleSettings):
     critical_within_hours: float = Field(
         12.0, ge=0, description="Critical when the projected OOM is this close."
     )
+    min_half_slope_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Each half of the fitted span must climb at least this share of the whole "
+        "fit's slope: a one-time step (a deploy raising memory, then flat) is not a leak.",
+    )
+    restart_drop_pct: float = Field(
+        10.0,
+        gt=0,
+        description="A fall of the floor by this many points between intervals is a restart; "
+        "the leak is measured on the climbing segments between restarts.",
+    )
 
 
 @rules.register("memory_leak")
@@ -48,43 +67,71 @@ class MemoryLeak(Rule):
     requires = (Signal.MEM_USED,)
     settings: MemoryLeakSettings
 
+    def min_minutes(self) -> int:
+        """A trend needs `min_window_minutes` of data before it can be fitted."""
+        return self.settings.min_window_minutes
+
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Fit the trailing floor of memory at every interval; a steady climb is a leak."""
         s = self.settings
         mem = window.series[Signal.MEM_USED]
         b = s.bucket_minutes
-        floors, peaks = bucket(mem, b, "min"), bucket(mem, b, "max")
-        count = max(s.window_minutes // b, 3)
-        fits = fit_buckets(floors, count, s.min_window_minutes // b)
-        per_hour = fits.slope * 60 / b
-        holds = (per_hour >= s.min_slope_pct_per_hour) & (fits.confidence >= s.min_confidence)
-        active = mask_from_fits(fits, holds, b, window.length)
+        trend = TrendFit.of(
+            window,
+            mem,
+            bucket_minutes=b,
+            how="min",
+            window_minutes=s.window_minutes,
+            min_window_minutes=s.min_window_minutes,
+            restart_drop=s.restart_drop_pct,
+        )
+        peaks = bucket(mem, b, "max")
+        per_hour = trend.per_hour
+        holds = (per_hour >= s.min_slope_pct_per_hour) & (trend.fits.confidence >= s.min_confidence)
+        for k in map(int, np.flatnonzero(holds)):
+            halves = trend.half_slopes(k)
+            need = s.min_half_slope_share * float(trend.fits.slope[k])
+            holds[k] = all(h >= need for h in halves)  # NaN (a half without data) fails
+        restart_at = np.flatnonzero(np.diff(trend.segments) > 0) + 1  # buckets that restarted
 
-        def describe(first: int, last: int) -> tuple[Severity, str, dict[str, EvidenceValue]]:
-            k = latest_fit(fits, last, b)
-            assert k is not None  # active minutes always follow a fit
-            end_bucket, first_x = int(fits.end[k]), int(fits.first_x[k])
-            n = count - first_x  # buckets of real data in this fit
-            floor_first, floor_now = fits.value_at(k, first_x), fits.value_at(k, count - 1)
-            window_peaks = peaks[end_bucket - n : end_bucket]
-            window_floors = floors[end_bucket - n : end_bucket]
-            sawtooth = float(np.nanmedian(window_peaks - window_floors))
-            slope_h = float(per_hour[k])
-            headroom = s.limit_pct - (floor_now + sawtooth)
+        def describe(
+            fit: FitSpan, first: int, last: int
+        ) -> tuple[Severity, str, dict[str, EvidenceValue]]:
+            window_peaks = peaks[fit.stop - fit.n : fit.stop]
+            sawtooth = float(np.nanmedian(window_peaks - fit.buckets))
+            slope_h = float(per_hour[fit.k])
+            headroom = s.limit_pct - (fit.last + sawtooth)
             hours = max(headroom, 0.0) / slope_h
-            fit_start = window.time_at((end_bucket - n) * b)
-            fit_end = window.time_at(end_bucket * b - 1)
-            oom_at = (
-                window.time_at(end_bucket * b - 1) + np.timedelta64(int(hours * 3600), "s").item()
-            )
+            oom_at = fit.fitted_to + np.timedelta64(int(hours * 3600), "s").item()
             severity = Severity.CRITICAL if hours <= s.critical_within_hours else Severity.WARNING
+            seen = restart_at[restart_at < fit.stop]
             summary = (
                 f"Memory is leaking: its floor climbs {slope_h:.2f}%/hour (Theil-Sen on "
-                f"{b}-minute minima, {fits.confidence[k]:.0%} of slopes agree) from "
-                f"{floor_first:.1f}% to {floor_now:.1f}% between {fit_start:%H:%M} and "
-                f"{fit_end:%H:%M}; with GC peaks {sawtooth:.1f}% above the floor it reaches "
-                f"{s.limit_pct:g}% in about {hours:.1f} hours."
+                f"{b}-minute minima, {fit.confidence:.0%} of slopes agree) from "
+                f"{fit.first:.1f}% to {fit.last:.1f}% between {fit.fitted_from:%H:%M} and "
+                f"{fit.fitted_to:%H:%M}; with GC peaks {sawtooth:.1f}% above the floor it "
+                f"reaches {s.limit_pct:g}% in about {hours:.1f} hours."
             )
+            restart_evidence: dict[str, EvidenceValue] = {"restarts": len(seen)}
+            if len(seen):
+                last_restart = window.time_at(int(seen[-1]) * b)
+                period_h = float(np.median(np.diff(seen))) * b / 60 if len(seen) >= 2 else None
+                summary += (
+                    f" It resets when the process restarts ({len(seen)} restart(s) seen, the "
+                    f"last at {last_restart:%Y-%m-%d %H:%M}); measured on the climbing "
+                    "segments between them"
+                )
+                restart_evidence["last_restart_at"] = format_time(last_restart)
+                if period_h is not None:
+                    due = last_restart + np.timedelta64(int(period_h * 3600), "s").item()
+                    first_due = "restart" if due < oom_at else "OOM"
+                    summary += (
+                        f"; restarts come about every {period_h:.1f} hours, so the next is due "
+                        f"about {due:%Y-%m-%d %H:%M}, and the {first_due} comes first"
+                    )
+                    restart_evidence["restart_period_hours"] = round(period_h, 2)
+                    restart_evidence["next_restart_due_at"] = format_time(due)
+                summary += "."
             return (
                 severity,
                 summary,
@@ -93,16 +140,17 @@ class MemoryLeak(Rule):
                     "hours_to_exhaustion": round(hours, 2),
                     "projected_exhaustion_at": format_time(oom_at),
                     "limit_pct": s.limit_pct,
-                    "floor_now_pct": rounded(floor_now, 2),
+                    "floor_now_pct": rounded(fit.last, 2),
                     "gc_sawtooth_pct": rounded(sawtooth, 2),
-                    "confidence": round(float(fits.confidence[k]), 3),
-                    "fitted_from": format_time(fit_start),
-                    "fitted_to": format_time(fit_end),
+                    "confidence": round(fit.confidence, 3),
+                    "fitted_from": format_time(fit.fitted_from),
+                    "fitted_to": format_time(fit.fitted_to),
                     "method": f"theil_sen_on_{b}min_minima",
+                    **restart_evidence,
                 },
             )
 
-        findings = spans_to_findings(window, self.name, active, 1, describe)
+        findings, active = trend.findings(self.name, holds, describe)
         return RuleOutcome(kind=self.name, findings=findings, active=active)
 
     def recommend(self, finding: Finding, context: RuleContext) -> Opinion | None:
@@ -122,13 +170,10 @@ class MemoryLeak(Rule):
         )
 
 
-class MemoryPressureSettings(RuleSettings):
-    """When high memory is pressure rather than a GC spike."""
+class MemoryPressureSettings(SustainedStateSettings):
+    """When high memory is pressure rather than a GC spike (shorter than sustain_minutes)."""
 
     threshold_pct: float = Field(90.0, gt=0, le=100, description="Memory at or above this is high.")
-    sustain_minutes: int = Field(
-        5, ge=1, description="High for this long is pressure; shorter spikes are GC cycles."
-    )
     bridge_minutes: int = Field(1, ge=0, description="Missing minutes that do not break a span.")
 
 
@@ -194,24 +239,26 @@ class MemoryPressure(Rule):
                 reason="Memory-bound: move to a memory-optimized type with the same vCPUs "
                 "(the instance type is unknown, so none is named)."
             )
-        catalog = bundled_catalog()
         options = sorted(
             (
                 t
-                for t in catalog.all()
+                for t in context.choices()
                 if t.vcpus == current.vcpus
                 and t.memory_gib > current.memory_gib
                 and t.architecture == current.architecture
                 and not t.local_nvme
             ),
-            key=lambda t: (catalog.price(t.instance_type) or float("inf"), t.memory_gib),
+            key=lambda t: (context.price(t.instance_type) or float("inf"), t.memory_gib),
         )
         if not options:
-            return None
+            return context.nothing_allowed(
+                f"memory-optimized type with {current.vcpus} vCPUs and more than "
+                f"{current.memory_gib:g} GiB"
+            )
         choice = options[0]
-        now, then = catalog.price(current.instance_type), catalog.price(choice.instance_type)
+        now, then = context.price(current.instance_type), context.price(choice.instance_type)
         cost = (
-            f"{then - now:+.3f} USD/hour per instance ({now:.3f} -> {then:.3f}, on-demand)"
+            f"{then - now:+.3f} USD/hour per instance ({now:.3f} -> {then:.3f})"
             if now is not None and then is not None
             else "price unknown for one of the types; not estimated"
         )

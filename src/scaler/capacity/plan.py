@@ -1,37 +1,45 @@
-"""Desired capacity from the backlog: pure, vectorized over a window, causal per minute.
+"""The capacity plan (desired capacity from the backlog): pure, vectorized, causal per minute.
 
     required  = arrivals + backlog / drain_minutes                      (msg/min)
-    desired   = ceil(required / (per_instance_capacity * target_utilization))
+    need      = required / (per_instance_capacity * target_utilization) (instances, unrounded)
+    desired   = ceil(need)
+
+or, for long jobs (concurrency sizing, as KEDA's SQS scaler does it):
+
+    desired   = ceil((queue_visible + queue_in_flight) / messages_per_instance)
 
 `per_instance_capacity` is the smallest of what an instance can *sustain*: its measured
 throughput while the queue keeps it busy, its EBS baseline divided by the bytes (or I/O
 operations) one message costs, its CPU headroom, and the policy's own figure. Sizing on the
 EBS baseline rather than the burst is what keeps an I/O-heavy fleet from falling behind again
-once its burst credits run out. The result is clamped to [min, max]; within the tolerance
-band nothing changes; a lower value must hold for the stabilization window before it is
-advised; and missing data gives no opinion, never a scale-in.
+once its burst credits run out. The result is clamped to [min, max]; while the usage ratio
+need / current (before rounding, as the Kubernetes HPA) is within the tolerance band nothing
+changes; a lower value must hold for the stabilization window before it is advised; no
+scale-in while an EBS burst balance is falling; and missing data gives no opinion, never a
+scale-in.
 """
 
 from __future__ import annotations
 
 import math
-from enum import StrEnum
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
+from scaler.capacity.rails import apply_rails, balance_falling, concurrency_need
+from scaler.capacity.settings import BASES, Basis, CapacitySettings, Hold, Sizing
 from scaler.instances.catalog import InstanceFacts
-from scaler.numeric import Mask, ffill, rolling_max, rolling_mean, rolling_min
-from scaler.signals import Series, Signal, Window
+from scaler.numeric import Mask, ffill, rolling_mean, rolling_min
+from scaler.signals import EBS_BYTES, EBS_OPS, Series, Signal, Window
 
 __all__ = [
-    "Basis",
     "CapacityDecision",
     "CapacityPlan",
-    "CapacitySettings",
+    "capacity_reason",
     "plan_capacity",
     "required_instances",
 ]
+
 
 _BASIS_TEXT = {
     "measured": "measured while the backlog kept every instance busy",
@@ -42,47 +50,17 @@ _BASIS_TEXT = {
 }
 
 
-class Basis(StrEnum):
-    """Which limit set the per-instance capacity."""
-
-    MEASURED = "measured"
-    EBS_BYTES = "ebs_bytes"
-    EBS_IOPS = "ebs_iops"
-    CPU = "cpu"
-    POLICY = "policy"
-
-
-_BASES = list(Basis)
-
-
-class CapacitySettings(BaseModel):
-    """How to size a group from its backlog; every field has a documented default."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    drain_minutes: float = Field(30.0, gt=0, description="Drain the current backlog within this.")
-    target_utilization: float = Field(
-        0.9, gt=0, le=1, description="Fraction of sustained per-instance capacity to plan for."
-    )
-    tolerance: float = Field(
-        0.10, ge=0, lt=1, description="No change while desired/current is within 1 +/- this."
-    )
-    scale_in_stabilization_minutes: int = Field(
-        5, ge=1, description="A lower capacity must be advised this long before scale-in."
-    )
-    measure_minutes: int = Field(5, ge=1, description="Average rates over this many minutes.")
-    per_instance_capacity: float | None = Field(
-        None, gt=0, description="Messages/min one instance sustains, if known from load tests."
-    )
-    cpu_ceiling_pct: float = Field(
-        85.0, gt=0, le=100, description="CPU user % an instance can run at before it saturates."
-    )
-    saturation_backlog_minutes: float = Field(
-        1.0, gt=0, description="Backlog above this many minutes of throughput = fleet is busy."
-    )
-    stale_minutes: int = Field(
-        3, ge=0, description="Carry a missing datapoint forward at most this long."
-    )
+_HOLD_TEXT = {
+    Hold.TOLERANCE: "the {tol} tolerance band (the need is within {tol} of the current {cur})",
+    Hold.SCALE_IN_STABILIZATION: "scale-in stabilization (the highest advice of the last "
+    "{win} min)",
+    Hold.MIN_SIZE: "min_size",
+    Hold.MAX_SIZE: "max_size",
+    Hold.BURST_BALANCE: "a falling EBS burst balance (no scale-in while the fleet spends its "
+    "burst: the instances left would run out sooner)",
+    Hold.DEPENDENCY: "dependency_bound (scale out by at most {step} a step: more instances "
+    "help only if the dependency they wait on scales)",
+}
 
 
 def required_instances(
@@ -101,14 +79,18 @@ class CapacityDecision(BaseModel):
     desired: int | None
     current: int | None
     raw: int | None
+    need: float | None = None
     required_msg_per_min: float | None
     arrivals_msg_per_min: float | None
     backlog: float | None
+    in_flight: float | None = None
     per_instance_msg_per_min: float | None
     measured_msg_per_min: float | None
+    messages_per_instance: float | None = None
     basis: Basis | None
+    sizing: Sizing | None = None
     bytes_per_message: float | None
-    held_by: str | None
+    held_by: Hold | None
     reason: str
 
     def evidence(self) -> dict[str, float | int | str | None]:
@@ -120,15 +102,19 @@ class CapacityDecision(BaseModel):
         return {
             "arrivals_msg_per_min": r(self.arrivals_msg_per_min),
             "backlog": r(self.backlog, 0),
+            "in_flight": r(self.in_flight, 0),
             "required_msg_per_min": r(self.required_msg_per_min),
             "per_instance_msg_per_min": r(self.per_instance_msg_per_min),
             "measured_msg_per_min_per_instance": r(self.measured_msg_per_min),
+            "messages_per_instance": r(self.messages_per_instance, 2),
             "capacity_basis": self.basis.value if self.basis else None,
+            "sizing": self.sizing.value if self.sizing else None,
             "mb_per_message": r(
                 None if self.bytes_per_message is None else self.bytes_per_message / 1e6, 2
             ),
+            "need_instances": r(self.need, 2),
             "raw_desired": self.raw,
-            "held_by": self.held_by,
+            "held_by": self.held_by.value if self.held_by else None,
         }
 
 
@@ -143,13 +129,19 @@ class CapacityPlan(BaseModel):
     current: Series
     arrivals: Series
     backlog: Series
+    in_flight: Series
     required: Series
     per_instance: Series
     measured: Series
+    per_instance_concurrency: Series
     bytes_per_message: Series
     basis: Series
+    concurrency: Mask
+    need: Series
     raw: Series
     desired: Series
+    balance_falling: Mask
+    conservative: Mask
     facts: InstanceFacts | None = None
 
     def at(self, i: int) -> CapacityDecision:
@@ -160,38 +152,62 @@ class CapacityPlan(BaseModel):
             return None if math.isnan(v) else v
 
         current, desired, raw = val(self.current), val(self.desired), val(self.raw)
-        basis = None if math.isnan(self.basis[i]) else _BASES[int(self.basis[i])]
-        held_by = None
-        if raw is not None and desired is not None and current is not None and desired != raw:
-            clamped = min(max(raw, self.min_size), self.max_size)
-            if clamped != raw and desired == clamped:
-                held_by = "max_size" if raw > self.max_size else "min_size"
-            elif (
-                desired == current
-                and raw < current
-                and abs(raw / current - 1) > self.settings.tolerance
-            ):
-                held_by = "scale_in_stabilization"
-            elif desired == current:
-                held_by = "tolerance"
+        basis = None if math.isnan(self.basis[i]) else BASES[int(self.basis[i])]
+        sizing = None
+        if raw is not None:
+            sizing = Sizing.CONCURRENCY if self.concurrency[i] else Sizing.THROUGHPUT
         decision = CapacityDecision(
             desired=None if desired is None else int(desired),
             current=None if current is None else int(current),
             raw=None if raw is None else int(raw),
+            need=val(self.need),
             required_msg_per_min=val(self.required),
             arrivals_msg_per_min=val(self.arrivals),
             backlog=val(self.backlog),
+            in_flight=val(self.in_flight),
             per_instance_msg_per_min=val(self.per_instance),
             measured_msg_per_min=val(self.measured),
+            messages_per_instance=val(self.per_instance_concurrency),
             basis=basis,
+            sizing=sizing,
             bytes_per_message=val(self.bytes_per_message),
-            held_by=held_by,
+            held_by=None,
             reason="",
         )
-        return decision.model_copy(update={"reason": _reason(decision, self)})
+        decision = decision.model_copy(update={"held_by": self._held_by(i, decision)})
+        return decision.model_copy(update={"reason": capacity_reason(decision, self)})
+
+    def _held_by(self, i: int, d: CapacityDecision) -> Hold | None:
+        """What held the advised number away from the planned one; None when they agree."""
+        if d.raw is None or d.desired is None or d.current is None or d.desired == d.raw:
+            return None
+        clamped = min(max(d.raw, self.min_size), self.max_size)
+        if clamped != d.raw and d.desired == clamped:
+            return Hold.MAX_SIZE if d.raw > self.max_size else Hold.MIN_SIZE
+        if d.desired == d.current and _within(d.need, d.current, self.settings.tolerance):
+            return Hold.TOLERANCE
+        if d.desired == d.current and self.balance_falling[i] and d.raw < d.current:
+            return Hold.BURST_BALANCE
+        if d.desired > d.raw:
+            return Hold.SCALE_IN_STABILIZATION
+        if self.conservative[i] and d.desired < min(d.raw, self.max_size):
+            return Hold.DEPENDENCY
+        # Only the bounds can push advice below the plan (a size above max_size held there).
+        return Hold.MAX_SIZE if d.desired >= self.max_size else Hold.MIN_SIZE
 
 
-def _reason(d: CapacityDecision, plan: CapacityPlan) -> str:
+def _within(need: float | None, current: int, tolerance: float) -> bool:
+    if need is None or current <= 0:
+        return False
+    return abs(need / current - 1.0) <= tolerance + 1e-9
+
+
+def capacity_reason(d: CapacityDecision, plan: CapacityPlan) -> str:
+    """The decision in sentences that state exactly the decision's numbers.
+
+    It always says "that is N instances" for the planned number (`raw_desired`) and
+    "advise M" for the advised one (`desired_capacity`), and names what held them apart.
+    """
     if d.desired is None:
         if d.per_instance_msg_per_min is None and d.required_msg_per_min is not None:
             return (
@@ -199,36 +215,47 @@ def _reason(d: CapacityDecision, plan: CapacityPlan) -> str:
                 "unknown (no CPU or EBS signal bounds it; no per_instance_capacity in the policy)."
             )
         return "No capacity opinion: queue or instance data is missing or stale, so no scale-in."
-    if not d.required_msg_per_min or d.per_instance_msg_per_min is None:
-        return (
-            f"No demand: arrivals and backlog are both reported as zero, so "
-            f"{d.desired} instance(s) (the minimum, after stabilization) suffice"
-            + (f" (now {d.current})." if d.current is not None else ".")
-        )
     s = plan.settings
-    basis = _BASIS_TEXT[d.basis.value] if d.basis else "unknown"
-    if d.basis is Basis.EBS_BYTES and plan.facts and d.bytes_per_message:
-        basis = (
-            f"{plan.facts.instance_type} EBS baseline {plan.facts.ebs_baseline_mb_s:g} MB/s "
-            f"÷ {d.bytes_per_message / 1e6:.1f} MB per message, not its "
-            f"{plan.facts.ebs_max_mb_s:g} MB/s burst"
+    if d.sizing is Sizing.CONCURRENCY and d.messages_per_instance:
+        rate = "n/a" if d.measured_msg_per_min is None else f"{d.measured_msg_per_min:.2f}"
+        why = (
+            "the policy's sizing"
+            if s.sizing == "concurrency"
+            else f"{rate} completions per instance per minute is below "
+            f"{s.concurrency_below_per_minute:g}, too coarse to size on"
         )
-    text = (
-        f"Arrivals {d.arrivals_msg_per_min:,.0f}/min plus draining {d.backlog:,.0f} queued in "
-        f"{s.drain_minutes:g} min need {d.required_msg_per_min:,.0f} msg/min; at "
-        f"{d.per_instance_msg_per_min:,.1f} msg/min per instance ({basis}) and "
-        f"{s.target_utilization:.0%} utilization that is {d.raw} instances"
+        text = (
+            f"Concurrency sizing ({why}): {d.backlog or 0:,.0f} visible + "
+            f"{d.in_flight or 0:,.0f} in flight at {d.messages_per_instance:g} per instance"
+        )
+        text += f" that is {d.raw} instances"
+    elif not d.required_msg_per_min or d.per_instance_msg_per_min is None:
+        text = "No demand: arrivals and backlog are both reported as zero, so that is 0 instances"
+    else:
+        basis = _BASIS_TEXT[d.basis.value] if d.basis else "unknown"
+        if d.basis is Basis.EBS_BYTES and plan.facts and d.bytes_per_message:
+            basis = (
+                f"{plan.facts.instance_type} EBS baseline {plan.facts.ebs_baseline_mb_s:g} MB/s "
+                f"÷ {d.bytes_per_message / 1e6:.1f} MB per message, not its "
+                f"{plan.facts.ebs_max_mb_s:g} MB/s burst"
+            )
+        text = (
+            f"Throughput sizing: arrivals {d.arrivals_msg_per_min:,.0f}/min plus draining "
+            f"{d.backlog:,.0f} queued in {s.drain_minutes:g} min need "
+            f"{d.required_msg_per_min:,.0f} msg/min; at {d.per_instance_msg_per_min:,.1f} msg/min "
+            f"per instance ({basis}) and {s.target_utilization:.0%} utilization that is "
+            f"{d.need or 0:.2f} instances' worth, so {d.raw} instances"
+        )
+    now = f" (now {d.current})" if d.current is not None else ""
+    if d.held_by is None:
+        return f"{text}: advise {d.desired}{now}."
+    held = _HOLD_TEXT[d.held_by].format(
+        tol=f"{s.tolerance:.0%}",
+        cur=d.current,
+        win=s.scale_in_stabilization_minutes,
+        step=f"{s.dependency_step_pct:g}%",
     )
-    if d.held_by == "tolerance":
-        text += f", within the {s.tolerance:.0%} tolerance of the current {d.current}: hold"
-    elif d.held_by == "scale_in_stabilization":
-        text += (
-            f"; holding at {d.current} until lower advice has held "
-            f"{s.scale_in_stabilization_minutes} min"
-        )
-    elif d.held_by in ("min_size", "max_size"):
-        text += f", clamped to {d.held_by} {d.desired}"
-    return text + (f" (now {d.current})." if d.current is not None else ".")
+    return f"{text}; held by {held}: advise {d.desired}{now}."
 
 
 def _signal(window: Window, name: str) -> Series | None:
@@ -248,15 +275,6 @@ def _per_message(
     return cost, sustained
 
 
-def _sum_present(a: Series | None, b: Series | None) -> Series | None:
-    if a is None and b is None:
-        return None
-    if a is None or b is None:
-        return a if a is not None else b
-    both_missing = np.isnan(a) & np.isnan(b)
-    return np.where(both_missing, np.nan, np.nan_to_num(a) + np.nan_to_num(b))
-
-
 def plan_capacity(
     window: Window,
     settings: CapacitySettings,
@@ -264,8 +282,13 @@ def plan_capacity(
     min_size: int,
     max_size: int,
     facts: InstanceFacts | None = None,
+    conservative: Mask | None = None,
 ) -> CapacityPlan:
-    """Desired capacity at every minute of `window`, each from that minute's past alone."""
+    """Desired capacity at every minute of `window`, each from that minute's past alone.
+
+    `conservative` marks minutes at which a rule found the fleet waiting on a dependency:
+    scale-out is then taken in steps of `dependency_step_pct`.
+    """
     n, m = window.length, settings.measure_minutes
     nan = np.full(n, np.nan)
 
@@ -277,6 +300,8 @@ def plan_capacity(
     current = nan if current is None else np.round(ffill(current, settings.stale_minutes))
     backlog_raw = _signal(window, Signal.QUEUE_VISIBLE)
     backlog = nan if backlog_raw is None else ffill(backlog_raw, settings.stale_minutes)
+    in_flight_raw = _signal(window, Signal.QUEUE_IN_FLIGHT)
+    in_flight = nan if in_flight_raw is None else ffill(in_flight_raw, settings.stale_minutes)
     throughput = smooth(Signal.QUEUE_DELETED)
     throughput = nan if throughput is None else throughput
     arrivals = smooth(Signal.QUEUE_SENT)
@@ -288,12 +313,8 @@ def plan_capacity(
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         measured = np.where(current > 0, throughput / current, np.nan)
         saturated = rolling_min(backlog, m) > settings.saturation_backlog_minutes * throughput
-        bytes_used = _sum_present(
-            _signal(window, Signal.EBS_READ_BYTES), _signal(window, Signal.EBS_WRITE_BYTES)
-        )
-        ops_used = _sum_present(
-            _signal(window, Signal.EBS_READ_OPS), _signal(window, Signal.EBS_WRITE_OPS)
-        )
+        bytes_used = window.total(EBS_BYTES)
+        ops_used = window.total(EBS_OPS)
         bytes_per_msg, by_bytes = _per_message(
             None if bytes_used is None else rolling_mean(bytes_used, m),
             measured,
@@ -322,15 +343,22 @@ def plan_capacity(
         basis = np.where(unknown, np.nan, basis)
 
         required = arrivals + backlog / settings.drain_minutes
-        raw = np.ceil(required / (per_instance * settings.target_utilization) - 1e-9)
+        need = required / (per_instance * settings.target_utilization)
         # Present-and-zero demand needs nothing, whatever an instance could do.
-        raw = np.where(required == 0, 0.0, np.where(np.isfinite(raw), raw, np.nan))
+        need = np.where(required == 0, 0.0, np.where(np.isfinite(need), need, np.nan))
+        concurrency, per_instance_conc, need_conc = concurrency_need(
+            settings, backlog, in_flight, current, measured, saturated
+        )
+        need = np.where(concurrency, need_conc, need)
+        raw = np.ceil(need - 1e-9)
 
     fresh = np.ones(n, dtype=bool)
     for name in (Signal.QUEUE_VISIBLE, Signal.QUEUE_DELETED, Signal.INSTANCES):
         values = _signal(window, name)
         fresh &= values is not None and ~np.isnan(values)
-    desired = _rails(raw, current, fresh, settings, min_size, max_size)
+    falling = balance_falling(window, settings.balance_falling_minutes)
+    stepped = np.zeros(n, dtype=bool) if conservative is None else conservative
+    desired = apply_rails(need, raw, current, fresh, falling, stepped, settings, min_size, max_size)
     return CapacityPlan(
         settings=settings,
         min_size=min_size,
@@ -338,36 +366,18 @@ def plan_capacity(
         current=current,
         arrivals=arrivals,
         backlog=backlog,
+        in_flight=in_flight,
         required=required,
         per_instance=per_instance,
         measured=measured,
+        per_instance_concurrency=per_instance_conc,
         bytes_per_message=bytes_per_msg,
         basis=basis,
+        concurrency=concurrency,
+        need=need,
         raw=raw,
         desired=desired,
+        balance_falling=falling,
+        conservative=stepped,
         facts=facts,
     )
-
-
-def _rails(
-    raw: Series, current: Series, fresh: Mask, s: CapacitySettings, lo: int, hi: int
-) -> Series:
-    """Clamp, tolerance band, and scale-in stabilization (HPA: highest advice in window).
-
-    A minute without an opinion, or whose queue/instance datapoints were carried forward
-    rather than reported, counts as +inf in the window, so missing data blocks scale-in; so
-    does a window too short to hold the stabilization period.
-    """
-    clamped = np.clip(raw, lo, hi)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        within = np.abs(clamped / current - 1.0) <= s.tolerance + 1e-9
-    candidate = np.where(within & (current >= lo) & (current <= hi), current, clamped)
-    blocking = np.where(np.isnan(candidate) | ~fresh, np.inf, candidate)
-    span = s.scale_in_stabilization_minutes
-    padded = np.concatenate((np.full(span - 1, np.inf), blocking))
-    highest_recent = rolling_max(padded, span)[span - 1 :]
-    scale_in = candidate < current
-    stabilized = np.where(scale_in, np.minimum(current, highest_recent), candidate)
-    # Bounds win over everything, including holding a current size that is out of bounds.
-    bounded = np.clip(stabilized, lo, hi)
-    return np.where(np.isnan(raw) | np.isnan(current), np.nan, bounded)
