@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaler.instances.alternatives import Alternative, Demand, InstanceConstraints, Strategy
+from scaler.instances.alternatives import Demand, InstanceConstraints
 from scaler.instances.catalog import bundled_catalog
 from scaler.instances.ranking import GP3_USD_PER_MIB_S_MONTH, rank_alternatives
 from scaler.instances.table import render_alternatives
-from scaler.models import Advice, Recommendation
+from scaler.models import Advice, Alternative, Recommendation, Strategy
 
 CATALOG = bundled_catalog()
 M5_XLARGE = CATALOG.require("m5.xlarge")

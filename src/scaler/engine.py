@@ -13,17 +13,11 @@ import numpy as np
 import structlog
 
 from scaler.capacity import CapacityPlan, plan_capacity
-from scaler.instances.alternatives import (
-    Alternative,
-    Demand,
-    InstanceConstraints,
-    State,
-    Strategy,
-)
+from scaler.instances.alternatives import Demand, InstanceConstraints, State
 from scaler.instances.catalog import Catalog, InstanceFacts, bundled_catalog
 from scaler.instances.measure import demand_from_window
 from scaler.instances.ranking import rank_alternatives, size_on
-from scaler.models import Advice, Finding, Recommendation, advice_line
+from scaler.models import Advice, Alternative, Finding, Recommendation, Strategy, advice_line
 from scaler.policy import GroupPolicy
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome
 from scaler.signals import Window

@@ -9,16 +9,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from scaler.instances.alternatives import Alternative
-
 __all__ = [
     "Advice",
+    "Alternative",
     "EvidenceValue",
     "Finding",
     "GroupError",
     "GroupState",
     "Recommendation",
     "Severity",
+    "Strategy",
     "Timestamp",
     "Unevaluated",
     "advice_line",
@@ -33,6 +33,39 @@ def format_time(when: datetime) -> str:
 
 Timestamp = Annotated[datetime, PlainSerializer(format_time, return_type=str)]
 EvidenceValue = float | int | str | bool | None | list[float] | list[str] | dict[str, Any]
+
+
+class Strategy(StrEnum):
+    """What kind of change an alternative is."""
+
+    SAME_TYPE = "same_type"
+    LOCAL_NVME = "local_nvme"
+    SUSTAINED_EBS = "sustained_ebs"
+    CHEAPEST_EBS = "cheapest_ebs"
+    GP3_THROUGHPUT = "gp3_throughput"
+    COMPUTE_OPTIMIZED = "compute_optimized"
+    MEMORY_OPTIMIZED = "memory_optimized"
+    OTHER_FAMILY = "other_family"
+
+
+class Alternative(BaseModel):
+    """One way to serve the load, with its arithmetic and what it takes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance_type: str
+    strategy: Strategy
+    vcpus: int
+    instances_needed: int
+    per_instance_msgs_per_min: float
+    limit: str = Field(description="The resource that sets per_instance_msgs_per_min.")
+    sustained_mb_s: float = Field(description="EBS MB/s one instance sustains (no burst).")
+    price_per_hour: float | None
+    fleet_cost_per_hour: float | None
+    cost_per_1000_messages: float | None
+    change: str
+    price_note: str = Field(description="Where the price comes from, or that it is missing.")
+    assumptions: list[str] = Field(default_factory=list)
 
 
 class Severity(StrEnum):

@@ -44,6 +44,9 @@ def _group_lines(outcome: GroupOutcome) -> list[str]:
     found = ", ".join(sorted({f.kind for f in advice.advice.findings})) or "no findings"
     lines = [f"  {advice.headline()}", f"    findings: {found}"]
     lines += [f"    note: {note}" for note in advice.notes]
+    sized = next((r for r in advice.advice.recommendations if r.summary), None)
+    if sized is not None:
+        lines.append(f"    advice: {sized.summary}")
     if outcome.status != "decided" or outcome.action is None:
         detail = outcome.error or {
             "leased-elsewhere": "another tick holds this group's lease: left to it",

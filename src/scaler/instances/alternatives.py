@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from scaler.instances.catalog import InstanceFacts
 
-__all__ = ["Alternative", "Demand", "InstanceConstraints", "State", "Strategy"]
+__all__ = ["Demand", "InstanceConstraints", "State"]
 
 State = Literal["io", "cpu", "memory"]
-
-
-class Strategy(StrEnum):
-    """What kind of change an alternative is."""
-
-    SAME_TYPE = "same_type"
-    LOCAL_NVME = "local_nvme"
-    SUSTAINED_EBS = "sustained_ebs"
-    CHEAPEST_EBS = "cheapest_ebs"
-    GP3_THROUGHPUT = "gp3_throughput"
-    COMPUTE_OPTIMIZED = "compute_optimized"
-    MEMORY_OPTIMIZED = "memory_optimized"
-    OTHER_FAMILY = "other_family"
 
 
 class InstanceConstraints(BaseModel):
@@ -146,23 +132,3 @@ class Demand(BaseModel):
     def needed_mb_s(self) -> float:
         """EBS MB/s an instance needs to work unthrottled: the peak seen, if above today's."""
         return max(self.ebs_mb_s, self.peak_mb_s or 0.0)
-
-
-class Alternative(BaseModel):
-    """One way to serve the load, with its arithmetic and what it takes."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    instance_type: str
-    strategy: Strategy
-    vcpus: int
-    instances_needed: int
-    per_instance_msgs_per_min: float
-    limit: str = Field(description="The resource that sets per_instance_msgs_per_min.")
-    sustained_mb_s: float = Field(description="EBS MB/s one instance sustains (no burst).")
-    price_per_hour: float | None
-    fleet_cost_per_hour: float | None
-    cost_per_1000_messages: float | None
-    change: str
-    price_note: str = Field(description="Where the price comes from, or that it is missing.")
-    assumptions: list[str] = Field(default_factory=list)

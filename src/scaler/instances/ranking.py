@@ -19,14 +19,9 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
-from scaler.instances.alternatives import (
-    Alternative,
-    Demand,
-    InstanceConstraints,
-    State,
-    Strategy,
-)
+from scaler.instances.alternatives import Demand, InstanceConstraints, State
 from scaler.instances.catalog import Catalog, InstanceFacts
+from scaler.models import Alternative, Strategy
 
 __all__ = [
     "GP3_BASE_MIB_S",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from scaler.instances.alternatives import Alternative, Strategy
+from scaler.models import Alternative, Strategy
 
 __all__ = ["STRATEGY_LABELS", "render_alternatives"]
 

@@ -31,9 +31,9 @@ from scaler.control import (
     make_tick_id,
     plan_type_change,
 )
-from scaler.instances.alternatives import Strategy
 from scaler.instances.catalog import Catalog
 from scaler.live import GroupAdvice, advise_group
+from scaler.models import Strategy
 from scaler.policy import GroupPolicy, LiveSettings
 from scaler.sim.policies import PolicyContext, policies
 from scaler.sim.scenario import Scenario
