@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from scaler.aws import RetryPolicy
+from scaler.policy import LiveSettings
 from scaler.signals import Window
+from scaler.sim.fleet import Trace
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 #: Retries that give up in milliseconds, for calls a test makes fail on purpose.
@@ -29,3 +31,12 @@ def window_of(
         for k, v in series.items()
     }
     return Window(group=group, start=START, length=n, series=data)
+
+
+def seeded_window(trace: Trace, tick: datetime, group: str) -> Window:
+    """The trace's minutes before `tick` that a live tick reads (its window, plus ten): seeding
+    more only makes the local AWS slower to answer."""
+    minutes = int((tick - trace.window.start).total_seconds() // 60) - 1
+    keep = LiveSettings().window_minutes + 10
+    head = trace.window.head(minutes)
+    return head.tail(min(keep, head.length)).model_copy(update={"group": group})

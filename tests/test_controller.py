@@ -21,6 +21,7 @@ from scaler.embedded import LocalAws
 from scaler.policy import GroupPolicy, Policy
 from scaler.sim import scenarios
 from tests.aws_faults import FAULTS, CallCounter, answer_instance_refresh, inject_fault
+from tests.helpers import seeded_window
 
 INCIDENT = scenarios.incident()
 ONSET = INCIDENT.throttle_onset
@@ -38,8 +39,7 @@ TICK = ONSET + timedelta(minutes=9)
 @pytest.fixture
 def seeded(clients: Clients) -> Clients:
     """The incident up to 8 minutes after the throttle, on the local AWS (8 x m5.xlarge)."""
-    length = int((TICK - INCIDENT.window.start).total_seconds() // 60) - 1
-    window = INCIDENT.window.head(length).model_copy(update={"group": GROUP.name})
+    window = seeded_window(INCIDENT, TICK, GROUP.name)
     seed_local_aws(
         clients,
         window,
@@ -54,8 +54,7 @@ def seeded(clients: Clients) -> Clients:
 @pytest.fixture
 def pinned(clients: Clients) -> str:
     """The incident on a group pinned to launch template version 1; returns the template id."""
-    length = int((TICK - INCIDENT.window.start).total_seconds() // 60) - 1
-    window = INCIDENT.window.head(length).model_copy(update={"group": GROUP.name})
+    window = seeded_window(INCIDENT, TICK, GROUP.name)
     seeded = seed_local_aws(
         clients,
         window,

@@ -15,6 +15,7 @@ from scaler.demo_seed import seed_local_aws
 from scaler.errors import InputError
 from scaler.lambda_handler import TickFailedError, run_invocation
 from scaler.sim import scenarios
+from tests.helpers import seeded_window
 
 INCIDENT = scenarios.incident()
 assert INCIDENT.throttle_onset is not None
@@ -36,8 +37,7 @@ class Context:
 @pytest.fixture
 def environ(clients: Clients, tmp_path: Path) -> dict[str, str]:
     """The seeded incident on the local AWS, a state table, and a function's environment."""
-    length = int((TICK - INCIDENT.window.start).total_seconds() // 60) - 1
-    window = INCIDENT.window.head(length).model_copy(update={"group": "crash-processor"})
+    window = seeded_window(INCIDENT, TICK, "crash-processor")
     seed_local_aws(clients, window, asg_name="crash-asg", queue_name="q", max_size=40, now=TICK)
     create_table(clients.dynamodb, TABLE)
     policy = tmp_path / "policy.yaml"

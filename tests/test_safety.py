@@ -34,7 +34,7 @@ from scaler.errors import InputError
 from scaler.policy import Policy
 from scaler.sim import scenarios
 from tests.aws_faults import CallCounter, Crash, inject_fault
-from tests.helpers import FAST_RETRY
+from tests.helpers import FAST_RETRY, seeded_window
 
 INCIDENT = scenarios.incident()
 assert INCIDENT.throttle_onset is not None
@@ -63,8 +63,7 @@ POLICY = Policy.model_validate(
 @pytest.fixture
 def seeded(clients: Clients) -> Clients:
     """The incident up to 8 minutes after the throttle: 8 x m5.xlarge, the backlog growing."""
-    length = int((TICK - INCIDENT.window.start).total_seconds() // 60) - 1
-    window = INCIDENT.window.head(length).model_copy(update={"group": "crash-processor"})
+    window = seeded_window(INCIDENT, TICK, "crash-processor")
     seed_local_aws(clients, window, asg_name=ASG, queue_name="crash-reports", max_size=40, now=TICK)
     return clients
 
