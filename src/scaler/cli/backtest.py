@@ -1,18 +1,24 @@
-"""`scaler backtest FILE`: replay a recorded window through the rules and advice."""
+"""`scaler backtest FILE`: replay a recorded window through the rules and advice (and draw it)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from scaler.backtest import Overrides, run_backtest
 from scaler.cli import EXIT_OK, commands
+from scaler.cli.times import parse_when
 from scaler.errors import InputError
 from scaler.policy import default_policy, load_policy
 from scaler.render import render_json, render_text
+from scaler.signals import Window
 from scaler.sources.replay import read_replay
+
+__all__ = ["add_common_arguments", "add_replay_arguments", "overrides_from", "read_replay_args"]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +44,33 @@ def overrides_from(args: argparse.Namespace) -> Overrides:
         raise InputError(problems) from None
 
 
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    """The replay file and the window cut from it (backtest, report)."""
+    parser.add_argument(
+        "file",
+        help="replay file: CSV (timestamp,signal,value[,group]) or .parquet; - reads stdin; "
+        "see docs/replay-format.md",
+    )
+    parser.add_argument(
+        "--since", help="keep minutes from this time on (ISO 8601 with a zone, -6h, now)"
+    )
+    parser.add_argument("--until", help="keep minutes before this time (same forms as --since)")
+
+
+def read_replay_args(args: argparse.Namespace) -> dict[str, Window]:
+    """The windows the replay flags name; warnings about the file go to stderr."""
+    now = datetime.now(UTC)
+    since = parse_when(args.since, "--since", now=now) if args.since else None
+    until = parse_when(args.until, "--until", now=now) if args.until else None
+    return read_replay(args.file, since=since, until=until, warn=_print_warning)
+
+
+def _print_warning(message: str) -> None:
+    print(f"scaler: warning: {message}", file=sys.stderr)
+
+
 def _add(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    parser.add_argument("file", help="replay CSV (timestamp,signal,value[,group]); see SIGNALS.md")
+    add_replay_arguments(parser)
     add_common_arguments(parser)
     return _run
 
@@ -47,7 +78,7 @@ def _add(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
 def _run(args: argparse.Namespace) -> int:
     overrides = overrides_from(args)
     policy = load_policy(args.policy) if args.policy else default_policy()
-    windows = read_replay(args.file)
+    windows = read_replay_args(args)
     advice = run_backtest(windows, policy, overrides)
     if args.format == "json":
         print(render_json(advice))
