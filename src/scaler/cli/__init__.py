@@ -25,6 +25,10 @@ def _load_commands() -> None:
     # Imported for their registrations; listed here so the order of --help is stable.
     from scaler.cli import advise, backtest, catalog_cmd, demo, enrich, policy_cmd, run  # noqa: F401
 
+    # isort: off
+    from scaler.cli import report_cmd  # noqa: F401  (replay: report)
+    # isort: on
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every registered command."""

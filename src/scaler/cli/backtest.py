@@ -18,15 +18,26 @@ from scaler.render import render_json, render_text
 from scaler.signals import Window
 from scaler.sources.replay import read_replay
 
-__all__ = ["add_common_arguments", "add_replay_arguments", "overrides_from", "read_replay_args"]
+__all__ = [
+    "add_common_arguments",
+    "add_fleet_arguments",
+    "add_replay_arguments",
+    "overrides_from",
+    "read_replay_args",
+]
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by commands that advise on a window."""
+def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
+    """The policy and the fleet facts that win over it (backtest, report)."""
     parser.add_argument("--policy", help="policy YAML (default: one group, every default)")
     parser.add_argument("--instance-type", help="instance type of the fleet, e.g. m5.xlarge")
     parser.add_argument("--min-size", type=int, help="never advise below this many instances")
     parser.add_argument("--max-size", type=int, help="never advise above this many instances")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by commands that advise on a window and print the advice."""
+    add_fleet_arguments(parser)
     parser.add_argument("--format", choices=["text", "json"], default="text")
 
 
@@ -72,6 +83,11 @@ def _print_warning(message: str) -> None:
 def _add(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     add_replay_arguments(parser)
     add_common_arguments(parser)
+    parser.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="also draw the window and its findings as stacked panels (UTC) in this PNG",
+    )
     return _run
 
 
@@ -80,6 +96,11 @@ def _run(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy) if args.policy else default_policy()
     windows = read_replay_args(args)
     advice = run_backtest(windows, policy, overrides)
+    if args.plot:
+        from scaler.report import plot_advice
+
+        for path in plot_advice(windows, advice, policy, overrides, args.plot):
+            print(f"scaler: picture written to {path}", file=sys.stderr)
     if args.format == "json":
         print(render_json(advice))
     else:

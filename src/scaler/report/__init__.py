@@ -1,0 +1,96 @@
+"""Pictures and reports of a backtest: PNG panels per group, and one self-contained HTML file.
+
+Called by `scaler backtest --plot`, `scaler report` and `scaler demo`. Reads windows and the
+advice already computed; computes nothing new, so the picture shows exactly what was said.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from scaler.backtest import Overrides, group_policy_for
+from scaler.errors import InputError
+from scaler.instances.catalog import InstanceFacts
+from scaler.models import Advice
+from scaler.policy import Policy
+from scaler.signals import Window
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["figure_for", "plot_advice", "write_atomically"]
+
+
+def figure_for(
+    window: Window, advice: Advice, policy: Policy, overrides: Overrides | None = None
+) -> Figure:
+    """The stacked-panel figure of one group's window and its findings and advice."""
+    from scaler.report.plot import draw_window
+
+    overrides = overrides or Overrides()
+    facts = _facts(window.group, policy, overrides)
+    findings = [f for f in advice.findings if f.group == window.group]
+    recommendations = [r for r in advice.recommendations if r.group == window.group]
+    kind = f" ({facts.instance_type})" if facts else ""
+    onsets = {f.kind: f for f in sorted(findings, key=lambda f: f.start, reverse=True)}
+    story = "; ".join(
+        f"{f.kind} from {f.start:%H:%M} ({f.severity.value})"
+        for f in sorted(onsets.values(), key=lambda f: f.start)
+    )
+    title = (
+        f"{window.group}{kind}, {window.start:%Y-%m-%d %H:%M} to "
+        f"{window.time_at(window.length):%Y-%m-%d %H:%M} UTC\n{story or 'no findings'}"
+    )
+    return draw_window(window, findings, recommendations, facts, title)
+
+
+def plot_advice(
+    windows: Mapping[str, Window],
+    advice: Advice,
+    policy: Policy,
+    overrides: Overrides | None,
+    path: str | Path,
+) -> list[Path]:
+    """Write one PNG per group (`out.png`, or `out-<group>.png` for several); their paths."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise InputError(f"--plot {path}: the picture is a PNG; name it ending in .png")
+    written = []
+    for name, window in windows.items():
+        target = path if len(windows) == 1 else path.with_name(f"{path.stem}-{name}.png")
+        figure = figure_for(window, advice, policy, overrides)
+        write_atomically(target, lambda stream: figure.savefig(stream, format="png"))  # noqa: B023
+        written.append(target)
+    return written
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through `write(stream)` to a temporary file beside `path`, then rename it over."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write here: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file is the usual
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _facts(group: str, policy: Policy, overrides: Overrides) -> InstanceFacts | None:
+    instance_type = overrides.instance_type or group_policy_for(policy, group).instance_type
+    return policy.catalog().get(instance_type) if instance_type else None
