@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from scaler.backtest import Overrides, run_backtest
 from scaler.cli import EXIT_OK, commands
-from scaler.cli.times import parse_when
+from scaler.cli.times import accept_relative_times, parse_when
 from scaler.errors import InputError
 from scaler.policy import default_policy, load_policy
 from scaler.render import render_json, render_text
@@ -66,6 +66,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         "--since", help="keep minutes from this time on (ISO 8601 with a zone, -6h, now)"
     )
     parser.add_argument("--until", help="keep minutes before this time (same forms as --since)")
+    accept_relative_times(parser)
 
 
 def read_replay_args(args: argparse.Namespace) -> dict[str, Window]:

@@ -15,6 +15,7 @@ from scaler.cli.backtest import (
     overrides_from,
     read_replay_args,
 )
+from scaler.fileio import write_atomically
 from scaler.policy import default_policy, load_policy
 
 __all__: list[str] = []
@@ -30,7 +31,6 @@ def _add(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
 
 
 def _run(args: argparse.Namespace) -> int:
-    from scaler.report import write_atomically
     from scaler.report.html import render_html
 
     overrides = overrides_from(args)

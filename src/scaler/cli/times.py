@@ -6,12 +6,13 @@ Used by `scaler export` (--start/--end) and `scaler backtest`/`report` (--since/
 
 from __future__ import annotations
 
+import argparse
 import re
 from datetime import UTC, datetime, timedelta
 
 from scaler.errors import InputError
 
-__all__ = ["parse_when"]
+__all__ = ["accept_relative_times", "parse_when"]
 
 _RELATIVE = re.compile(r"^(?:now)?\s*-\s*(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -37,3 +38,12 @@ def parse_when(text: str, flag: str, *, now: datetime) -> datetime:
         example = when.strftime("%Y-%m-%dT%H:%MZ")
         raise InputError(f"{flag} {text!r} has no time zone; for UTC write {example}")
     return when.astimezone(UTC)
+
+
+def accept_relative_times(parser: argparse.ArgumentParser) -> None:
+    """Let `--start -6h` pass `-6h` as a value rather than an unknown flag.
+
+    argparse reads an argument that starts with '-' as a value only when it looks like a
+    negative number; this widens "number" to a number with a unit. (`--start=-6h` always works.)
+    """
+    parser._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[smhdw]?$")

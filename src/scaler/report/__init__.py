@@ -6,14 +6,13 @@ advice already computed; computes nothing new, so the picture shows exactly what
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from scaler.backtest import Overrides, group_policy_for
 from scaler.errors import InputError
+from scaler.fileio import write_atomically
 from scaler.instances.catalog import InstanceFacts
 from scaler.models import Advice
 from scaler.policy import Policy
@@ -22,7 +21,7 @@ from scaler.signals import Window
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["figure_for", "plot_advice", "write_atomically"]
+__all__ = ["figure_for", "plot_advice"]
 
 
 def figure_for(
@@ -66,29 +65,6 @@ def plot_advice(
         write_atomically(target, lambda stream: figure.savefig(stream, format="png"))  # noqa: B023
         written.append(target)
     return written
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through `write(stream)` to a temporary file beside `path`, then rename it over."""
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write here: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file is the usual
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _facts(group: str, policy: Policy, overrides: Overrides) -> InstanceFacts | None:
