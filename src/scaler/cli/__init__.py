@@ -26,7 +26,7 @@ def _load_commands() -> None:
     from scaler.cli import advise, backtest, catalog_cmd, demo, enrich, policy_cmd, run  # noqa: F401
 
     # isort: off
-    from scaler.cli import export_cmd, report_cmd  # noqa: F401  (replay)
+    from scaler.cli import export_cmd, report_cmd, signals_cmd  # noqa: F401  (replay)
     # isort: on
 
 
