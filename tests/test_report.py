@@ -121,3 +121,16 @@ def test_report_is_one_self_contained_html_file(
     assert not re.search(r"(src|href)=\"(https?:)?//", page)
     assert "iowait_bound" in page and "Advice timeline" in page
     assert f"report written to {out}" in capsys.readouterr().err
+
+
+def test_demo_prints_the_path_of_the_incident_picture(capsys: pytest.CaptureFixture[str]) -> None:
+    """`scaler demo` (what `make demo` runs) draws the throttle first and says where."""
+    from PIL import Image
+
+    assert main(["demo"]) == EXIT_OK
+    out = capsys.readouterr().out
+    found = re.search(r"^The incident as a picture: (\S+\.png)$", out, re.MULTILINE)
+    assert found, out[:500]
+    assert out.index(found.group(0)) < out.index("== tick at")
+    with Image.open(found.group(1)) as image:
+        assert image.size == (WIDTH_PX, 1900)

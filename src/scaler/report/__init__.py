@@ -6,6 +6,7 @@ advice already computed; computes nothing new, so the picture shows exactly what
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ from scaler.signals import Window
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["figure_for", "plot_advice"]
+__all__ = ["DEMO_PICTURE", "figure_for", "picture_of", "plot_advice"]
 
 
 def figure_for(
@@ -65,6 +66,23 @@ def plot_advice(
         write_atomically(target, lambda stream: figure.savefig(stream, format="png"))  # noqa: B023
         written.append(target)
     return written
+
+
+#: Where `scaler demo` draws the incident: outside the working tree, the same path every run.
+DEMO_PICTURE = Path(tempfile.gettempdir()) / "scaler-demo" / "incident.png"
+
+
+def picture_of(
+    window: Window, policy: Policy, overrides: Overrides | None, path: Path = DEMO_PICTURE
+) -> Path:
+    """Backtest one window and draw it to `path` (the demo's picture); returns the path."""
+    from scaler.backtest import run_backtest
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    windows = {window.group: window}
+    return plot_advice(windows, run_backtest(windows, policy, overrides), policy, overrides, path)[
+        0
+    ]
 
 
 def _facts(group: str, policy: Policy, overrides: Overrides) -> InstanceFacts | None:
