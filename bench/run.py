@@ -40,7 +40,9 @@ def _month_files(tmp: Path) -> tuple[Path, Path, int, int]:
     csv_path, parquet_path = tmp / "month.csv", tmp / "month.parquet"
     with csv_path.open("w") as stream:
         points = write_replay([month.window], stream)
-    table = pacsv.read_csv(csv_path)  # timestamps typed as UTC timestamps, as export writes
+    # As `scaler export` writes it: UTC timestamps, signal names dictionary-encoded.
+    table = pacsv.read_csv(csv_path)
+    table = table.set_column(1, "signal", table.column("signal").dictionary_encode())
     pq.write_table(table, parquet_path)
     return csv_path, parquet_path, points, len(month.window.series)
 

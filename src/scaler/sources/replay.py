@@ -341,7 +341,7 @@ def assemble(
         if bounds.text and rows.minute.size:
             raise ReplayError(f"{where}: no datapoints{bounds.text}")
         return {}
-    _warn_unknown(rows.signals, np.unique(sig), where, warn)
+    _warn_unknown(rows.signals, np.flatnonzero(np.bincount(sig)), where, warn)
     return _grids(rows, where, minute, value, sig, grp, origin, bounds)
 
 
@@ -367,12 +367,16 @@ def _grids(
     bounds: _Bounds,
 ) -> dict[str, Window]:
     n_groups, n_signals = len(rows.groups), len(rows.signals)
-    lo = np.full(n_groups, np.iinfo(np.int64).max, dtype=np.int64)
-    hi = np.full(n_groups, np.iinfo(np.int64).min, dtype=np.int64)
-    np.minimum.at(lo, grp, minute)
-    np.maximum.at(hi, grp, minute)
-    present = np.zeros((n_groups, n_signals), dtype=bool)
-    present[grp, sig] = True
+    if n_groups == 1:  # the common file: whole-array reductions, no scatter
+        lo, hi = minute.min(keepdims=True), minute.max(keepdims=True)
+        present = (np.bincount(sig, minlength=n_signals) > 0)[None, :]
+    else:
+        lo = np.full(n_groups, np.iinfo(np.int64).max, dtype=np.int64)
+        hi = np.full(n_groups, np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(lo, grp, minute)
+        np.maximum.at(hi, grp, minute)
+        present = np.zeros((n_groups, n_signals), dtype=bool)
+        present[grp, sig] = True
     used = np.flatnonzero(present.any(axis=1))
     lengths = hi - lo + 1
     for g in used:

@@ -141,7 +141,10 @@ def parquet_rows(data: bytes | Path, where: str) -> Rows:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(pa.BufferReader(data) if isinstance(data, bytes) else str(data))
+        table = pq.read_table(
+            pa.BufferReader(data) if isinstance(data, bytes) else str(data),
+            read_dictionary=["signal", "group"],  # names come back as codes, not strings
+        )
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise ReplayError(f"{where}: not a readable Parquet file: {exc}") from None
     check_columns(table.column_names, where).clear()
@@ -172,7 +175,8 @@ def parquet_rows(data: bytes | Path, where: str) -> Rows:
     values = table.column("value")
     if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
         raise ReplayError(f"{where}: column value is {values.type}; want numbers")
-    value = _numbers(values.cast(pa.float64()).fill_null(float("nan")), np.float64)
+    values = values.cast(pa.float64())
+    value = _numbers(values.fill_null(float("nan")) if values.null_count else values, np.float64)
     signals, signal_codes = _parquet_names(table, "signal", where)
     if "group" in table.column_names:
         groups, group_codes = _parquet_names(table, "group", where)
