@@ -102,3 +102,19 @@ def test_a_year_of_empty_minutes_exits_2_and_suggests_a_window(
     assert "--since and --until" in err
     code = main(["backtest", str(path), "--since", "2026-02-03T00:00Z", "--format", "json"])
     assert code == EXIT_OK
+
+
+@pytest.mark.parametrize("minutes", [1, 2, 5])
+def test_a_window_shorter_than_a_trend_bucket_is_judged_not_crashed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], minutes: int
+) -> None:
+    """A replay of a few minutes (the docs' worked example is two) prints advice, exit 0."""
+    path = tmp_path / "short.csv"
+    rows = "".join(
+        f"2026-03-02T08:{m:02d}:00Z,{signal},{value}\n"
+        for m in range(minutes)
+        for signal, value in (("queue_visible", 875), ("instances", 8), ("cpu_user", 20))
+    )
+    path.write_text("timestamp,signal,value\n" + rows)
+    assert main(["backtest", str(path), "--format", "json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["findings"] == []

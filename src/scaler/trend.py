@@ -73,6 +73,9 @@ class BucketFits:
 
 def fit_buckets(buckets: Series, count: int, min_present: int) -> BucketFits:
     """Fit every trailing run of `count` buckets at once (rows of a sliding window)."""
+    if not len(buckets):  # a window shorter than one bucket: nothing to fit
+        none = np.zeros(0, dtype=np.int64)
+        return BucketFits(none, np.zeros(0), np.zeros(0), np.zeros(0), none)
     padded = np.concatenate((np.full(count - 1, np.nan), buckets))
     rows = sliding_window_view(padded, count)
     i, j = np.triu_indices(count, k=1)
