@@ -174,3 +174,48 @@ def test_slices_fill_each_call_and_take_the_fewest_calls(groups: int, days: floa
             assert points <= MAX_POINTS_PER_CALL or seconds <= 3600
     calls = len(plan.slices) * calls_per_slice
     assert calls <= max(plan.min_calls * 1.15, plan.min_calls + 1)
+
+
+def test_several_groups_share_calls_and_get_a_group_column(
+    aws: LocalAws, clients: Clients, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two groups in one export: one call for both, a `group` column, each group backtested."""
+    trace = scenarios.incident()
+    now = floor_minute(datetime.now(UTC))
+    now -= (now - (trace.window.end + timedelta(minutes=1))) % timedelta(minutes=5)
+    policy = tmp_path / "two.yaml"
+    policy.write_text(
+        "version: 1\ngroups:\n"
+        + "".join(
+            f"  - {{name: {name}, auto_scaling_group: {name}-asg, queue: {name}-q, "
+            "instance_type: m5.xlarge}\n"
+            for name in ("east", "west")
+        )
+    )
+    for name, window in (("east", trace.window), ("west", trace.window.head(120))):
+        seed_local_aws(
+            clients,
+            window.model_copy(update={"group": name}),
+            asg_name=f"{name}-asg",
+            queue_name=f"{name}-q",
+            now=now - (trace.window.end - window.end),
+        )
+    out = tmp_path / "both.csv"
+    start = (now - timedelta(minutes=trace.window.length)).strftime("%Y-%m-%dT%H:%MZ")
+    end = now.strftime("%Y-%m-%dT%H:%MZ")
+    code = main(
+        [
+            *("export", "--policy", str(policy), "--start", start, "--end", end),
+            *("-o", str(out), "--endpoint-url", aws.endpoint_url),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == EXIT_OK, err
+    assert "in 1 GetMetricData call(s)" in err
+    lines = out.read_text().splitlines()
+    assert lines[0] == "timestamp,signal,value,group"
+    assert {line.rsplit(",", 1)[1] for line in lines[1:]} == {"east", "west"}
+    assert main(["backtest", str(out), "--policy", str(policy), "--format", "json"]) == EXIT_OK
+    kinds = {(f["group"], f["kind"]) for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert ("east", "iowait_bound") in kinds
+    assert ("west", "iowait_bound") not in kinds  # west's two hours end before the throttle
