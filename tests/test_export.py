@@ -114,8 +114,9 @@ def test_relative_times_and_stdout(
     captured = capsys.readouterr()
     assert code == EXIT_OK, captured.err
     lines = captured.out.splitlines()
-    assert lines[0] == "timestamp,signal,value"
+    assert lines[0] == "timestamp,signal,value,group"
     assert {line.split(",")[1] for line in lines[1:]} >= {"queue_visible", "cpu_iowait"}
+    assert {line.split(",")[3] for line in lines[1:]} == {"crash-processor"}
 
 
 @pytest.mark.parametrize(

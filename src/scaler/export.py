@@ -170,12 +170,7 @@ def export_window(
     """Fetch each slice and write its datapoints; AwsCallError if any group cannot be read."""
     if file_format not in FORMATS:
         raise InputError(f"--format {file_format!r}: valid formats: {', '.join(FORMATS)}")
-    grouped = len(plan.targets) > 1
-    writer: _Writer = (
-        _CsvWriter(stream, grouped)
-        if file_format == "csv"
-        else _ParquetWriter(stream, grouped, plan)
-    )
+    writer: _Writer = _CsvWriter(stream) if file_format == "csv" else _ParquetWriter(stream, plan)
     per_signal: dict[str, int] = {}
     calls = 0
     for first, stop in plan.slices:
@@ -214,15 +209,13 @@ class _Writer:
 
 
 class _CsvWriter(_Writer):
-    def __init__(self, stream: BinaryIO, grouped: bool) -> None:
+    def __init__(self, stream: BinaryIO) -> None:
         self._text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=True)
         self._csv = csv.writer(self._text, lineterminator="\n")
-        self._grouped = grouped
-        self._csv.writerow(["timestamp", "signal", "value", *(["group"] if grouped else [])])
+        self._csv.writerow(["timestamp", "signal", "value", "group"])
 
     def add(self, window: Window) -> dict[str, int]:
         names, minutes, codes, values = _points(window)
-        extra = [window.group] if self._grouped else []
         stamp_of: dict[int, str] = {}
         for minute, code, value in zip(
             minutes.tolist(), codes.tolist(), values.tolist(), strict=True
@@ -230,7 +223,7 @@ class _CsvWriter(_Writer):
             stamp = stamp_of.get(minute)
             if stamp is None:
                 stamp = stamp_of[minute] = _iso(minute)
-            self._csv.writerow([stamp, names[code], f"{value:.10g}", *extra])
+            self._csv.writerow([stamp, names[code], f"{value:.10g}", window.group])
         return {names[c]: int(n) for c, n in enumerate(np.bincount(codes, minlength=len(names)))}
 
     def close(self) -> None:
@@ -239,7 +232,7 @@ class _CsvWriter(_Writer):
 
 
 class _ParquetWriter(_Writer):
-    def __init__(self, stream: BinaryIO, grouped: bool, plan: ExportPlan) -> None:
+    def __init__(self, stream: BinaryIO, plan: ExportPlan) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -247,13 +240,11 @@ class _ParquetWriter(_Writer):
             pa.field("timestamp", pa.timestamp("s", tz="UTC")),
             pa.field("signal", pa.dictionary(pa.int32(), pa.string())),
             pa.field("value", pa.float64()),
+            pa.field("group", pa.dictionary(pa.int32(), pa.string())),
         ]
-        if grouped:
-            fields.append(pa.field("group", pa.dictionary(pa.int32(), pa.string())))
         meta = {"scaler.period_s": json.dumps(plan.periods(), sort_keys=True)}
         self._schema = pa.schema(fields, metadata=meta)
         self._writer = pq.ParquetWriter(stream, self._schema)
-        self._grouped = grouped
 
     def add(self, window: Window) -> dict[str, int]:
         import pyarrow as pa
@@ -266,12 +257,11 @@ class _ParquetWriter(_Writer):
             pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32()), names),
             pa.array(values, type=pa.float64()),
         ]
-        if self._grouped:
-            columns.append(
-                pa.DictionaryArray.from_arrays(
-                    pa.array(np.zeros(len(values), dtype=np.int32)), [window.group]
-                )
+        columns.append(
+            pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(len(values), dtype=np.int32)), [window.group]
             )
+        )
         self._writer.write_table(pa.Table.from_arrays(columns, schema=self._schema))
         return {names[c]: int(n) for c, n in enumerate(np.bincount(codes, minlength=len(names)))}
 

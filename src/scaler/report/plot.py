@@ -65,6 +65,7 @@ def draw_window(
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure
+    from matplotlib.ticker import StrMethodFormatter
 
     fig = Figure(figsize=(WIDTH_PX / _DPI, 19), dpi=_DPI, layout="constrained")
     heights = [0.5 + 0.28 * len({f.kind for f in findings}), 3, 2.4, 2.4, 2.8, 1.8, 2.4]
@@ -81,8 +82,10 @@ def draw_window(
         _memory_panel,
         _capacity_panel,
     )
+    thousands = StrMethodFormatter("{x:,.0f}")
     for ax, name, draw in zip(axes, PANELS, drawers, strict=True):
         ax.set_label(name)
+        ax.yaxis.set_major_formatter(thousands)  # 350,000 messages, not 350000
         if name == "findings":
             draw(ax, times, window, spans, facts, recommendations)
             continue
