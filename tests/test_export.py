@@ -220,3 +220,50 @@ def test_several_groups_share_calls_and_get_a_group_column(
     kinds = {(f["group"], f["kind"]) for f in json.loads(capsys.readouterr().out)["findings"]}
     assert ("east", "iowait_bound") in kinds
     assert ("west", "iowait_bound") not in kinds  # west's two hours end before the throttle
+
+
+@pytest.mark.parametrize(
+    ("signal", "age_days", "period", "scale"),
+    [
+        ("queue_sent", 1, 60, 1.0),  # Sum at its own period
+        ("queue_sent", 30, 300, 0.2),  # a 5-minute Sum is five minutes of arrivals
+        ("queue_sent", 100, 3600, 1 / 60),
+        ("queue_visible", 100, 3600, 1.0),  # a Maximum means the same at any period
+        ("ebs_byte_balance", 1, 300, 1.0),  # already 5-minute data
+    ],
+)
+def test_coarser_periods_keep_each_signals_unit(
+    signal: str, age_days: int, period: int, scale: float
+) -> None:
+    """Older data comes at a coarser period; sums are scaled back to per minute."""
+    plan = plan_export(
+        [GroupPolicy(name="g")],
+        start=NOW - timedelta(days=age_days),
+        end=NOW - timedelta(days=age_days) + timedelta(hours=6),
+        now=NOW,
+    )
+    spec = plan.targets[0].metrics[signal]
+    assert (spec.period_s, spec.scale) == (period, pytest.approx(scale))
+
+
+@pytest.mark.parametrize(
+    ("tty", "slices", "shown"), [(True, 3, True), (False, 3, False), (True, 1, False)]
+)
+def test_progress_bar_only_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, tty: bool, slices: int, shown: bool
+) -> None:
+    """A bar on stderr for a long export on a terminal; silent in a pipe or for one call."""
+    import io
+
+    from scaler.cli import export_cmd
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return tty
+
+    err = Terminal()
+    monkeypatch.setattr("sys.stderr", err)
+    with export_cmd._progress(slices) as step:
+        for _ in range(slices):
+            step()
+    assert ("export" in err.getvalue()) is shown
