@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -13,17 +14,20 @@ from scaler.backtest import Overrides, run_backtest
 from scaler.cli import EXIT_OK, commands
 from scaler.cli.times import accept_relative_times, parse_when
 from scaler.errors import InputError
-from scaler.policy import default_policy, load_policy
+from scaler.models import Advice
+from scaler.policy import Policy, default_policy, load_policy
 from scaler.render import render_json, render_text
 from scaler.signals import Window
 from scaler.sources.replay import read_replay
 
 __all__ = [
+    "Replayed",
     "add_common_arguments",
     "add_fleet_arguments",
     "add_replay_arguments",
     "overrides_from",
     "read_replay_args",
+    "replay_from_args",
 ]
 
 
@@ -92,11 +96,32 @@ def _add(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
     return _run
 
 
-def _run(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class Replayed:
+    """A replay file read and backtested as the flags say (backtest, report)."""
+
+    windows: dict[str, Window]
+    policy: Policy
+    overrides: Overrides
+    advice: Advice
+
+
+def replay_from_args(args: argparse.Namespace) -> Replayed:
+    """Read the replay the flags name and backtest it with their policy and overrides."""
     overrides = overrides_from(args)
     policy = load_policy(args.policy) if args.policy else default_policy()
     windows = read_replay_args(args)
-    advice = run_backtest(windows, policy, overrides)
+    return Replayed(windows, policy, overrides, run_backtest(windows, policy, overrides))
+
+
+def _run(args: argparse.Namespace) -> int:
+    replayed = replay_from_args(args)
+    windows, policy, overrides, advice = (
+        replayed.windows,
+        replayed.policy,
+        replayed.overrides,
+        replayed.advice,
+    )
     if args.plot:
         from scaler.report import plot_advice
 

@@ -7,16 +7,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from scaler.backtest import run_backtest
 from scaler.cli import EXIT_OK, commands
-from scaler.cli.backtest import (
-    add_fleet_arguments,
-    add_replay_arguments,
-    overrides_from,
-    read_replay_args,
-)
+from scaler.cli.backtest import add_fleet_arguments, add_replay_arguments, replay_from_args
 from scaler.fileio import write_atomically
-from scaler.policy import default_policy, load_policy
 
 __all__: list[str] = []
 
@@ -33,12 +26,9 @@ def _add(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
 def _run(args: argparse.Namespace) -> int:
     from scaler.report.html import render_html
 
-    overrides = overrides_from(args)
-    policy = load_policy(args.policy) if args.policy else default_policy()
-    windows = read_replay_args(args)
-    advice = run_backtest(windows, policy, overrides)
+    r = replay_from_args(args)
     source = "stdin" if args.file == "-" else Path(args.file).name
-    page = render_html(windows, advice, policy, overrides, source).encode("utf-8")
+    page = render_html(r.windows, r.advice, r.policy, r.overrides, source).encode("utf-8")
     target = Path(args.output)
     write_atomically(target, lambda stream: stream.write(page))
     print(f"scaler: report written to {target}", file=sys.stderr)

@@ -179,6 +179,21 @@ def _plot(ax: Axes, times: Any, values: Series | None, label: str, **style: Any)
     return True
 
 
+def _right_axis(
+    ax: Axes, times: Any, values: Series | None, label: str, unit: str, top: float | None = None
+) -> bool:
+    """A second series on a right-hand axis of its own unit, with its own legend."""
+    if values is None or not np.isfinite(values).any():
+        return False
+    right = ax.twinx()
+    right.set_ylabel(unit)
+    style = {"color": "C5"} if top else {"color": "C3", "ls": "--"}
+    _plot(right, times, values, label, **style)
+    right.set_ylim(0, top)
+    right.legend(loc="upper center", fontsize=9, framealpha=0.85)
+    return True
+
+
 def _absent(ax: Axes, what: str) -> None:
     ax.text(0.5, 0.5, f"{what}: not in this replay", transform=ax.transAxes, ha="center", alpha=0.6)
 
@@ -186,22 +201,11 @@ def _absent(ax: Axes, what: str) -> None:
 def _queue_panel(ax: Axes, times: Any, window: Window, *_: Any) -> None:
     ax.set_title("queue", loc="left", fontsize=11)
     ax.set_ylabel("messages visible")
-    shown = _plot(ax, times, window.get(Signal.QUEUE_VISIBLE), "visible (messages)", color="C0")
+    visible = _plot(ax, times, window.get(Signal.QUEUE_VISIBLE), "visible (messages)", color="C0")
     age = window.get(Signal.QUEUE_OLDEST_AGE)
-    if age is not None and np.isfinite(age).any():
-        right = ax.twinx()
-        right.set_ylabel("oldest message age (min)")
-        right.plot(
-            times[: len(age)],
-            age / 60,
-            color="C3",
-            ls="--",
-            label="oldest age (min, right)",
-            **_LINE,
-        )
-        right.set_ylim(bottom=0)
-        right.legend(loc="upper center", fontsize=9, framealpha=0.85)
-        shown = True
+    minutes = None if age is None else age / 60
+    shown = _right_axis(ax, times, minutes, "oldest age (min, right)", "oldest message age (min)")
+    shown = shown or visible
     if not shown:
         _absent(ax, "queue_visible, queue_oldest_age")
 
@@ -262,20 +266,10 @@ def _ebs_panel(
             )
         ax.set_ylim(0, facts.ebs_max_mb_s * 1.15)
     balance = window.get(Signal.EBS_BYTE_BALANCE)
-    if balance is not None and np.isfinite(balance).any():
-        right = ax.twinx()
-        right.set_ylabel("burst balance (%)")
-        finite = np.isfinite(balance)
-        right.plot(
-            times[: len(balance)][finite],
-            balance[finite],
-            color="C5",
-            label="burst balance (%, right)",
-            **_LINE,
-        )
-        right.set_ylim(0, 105)
-        right.legend(loc="upper center", fontsize=9, framealpha=0.85)
-        shown = True
+    shown = (
+        _right_axis(ax, times, balance, "burst balance (%, right)", "burst balance (%)", top=105)
+        or shown
+    )
     if not shown:
         _absent(ax, "ebs_read_bytes, ebs_write_bytes, ebs_byte_balance")
 
