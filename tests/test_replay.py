@@ -300,12 +300,13 @@ _ROW = st.tuples(
 @given(st.lists(_ROW, max_size=12))
 def test_fast_path_and_careful_reader_agree(rows: list[tuple[str, str, str]]) -> None:
     """Whatever the pyarrow path accepts, the careful reader reads the same; else same error."""
-    from scaler.sources.replay import FastPathRefusedError, _careful_rows, assemble
+    from scaler.sources.replay import FastPathRefusedError, assemble
     from scaler.sources.replay_arrow import fast_csv_rows
+    from scaler.sources.replay_careful import careful_rows
 
     data = (HEADER + "".join(f"{t},{s},{v}\n" for t, s, v in rows)).encode()
     try:
-        careful: dict[str, Any] | str = assemble(_careful_rows(data, "f"), "f")
+        careful: dict[str, Any] | str = assemble(careful_rows(data, "f"), "f")
     except ReplayError as exc:
         careful = str(exc)
     try:
