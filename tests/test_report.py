@@ -55,6 +55,7 @@ def test_findings_are_shaded_on_every_panel_and_labelled(incident_figure: tuple[
         assert len(spans) == len(advice.findings), name
         dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
         assert len(dashed) >= len(advice.findings), name
+        assert {text.get_text() for text in ax.texts} >= kinds, name  # labelled by kind
 
 
 def test_ebs_panel_draws_the_type_baseline_and_burst(incident_figure: tuple[Any, Any]) -> None:

@@ -93,11 +93,17 @@ def draw_window(
             ax.axvspan(span.start, span.end, color=span.colour, alpha=0.12, lw=0)
             ax.axvline(span.start, color=span.colour, lw=1.2, ls="--")
         draw(ax, times, window, spans, facts, recommendations)
+        _label_onsets(ax, spans)
         ax.grid(True, alpha=0.3)
         ax.margins(x=0)
-        if ax.get_legend_handles_labels()[0]:
+        # One legend per panel, the right-hand axis's series included.
+        handles, labels = ax.get_legend_handles_labels()
+        for twin in (a for a in fig.axes if a.get_label() == f"{name} (right)"):
+            more = twin.get_legend_handles_labels()
+            handles, labels = handles + more[0], labels + more[1]
+        if handles:
             where = "center left" if name == "EBS per instance" else "upper left"
-            ax.legend(loc=where, fontsize=9, framealpha=0.85)
+            ax.legend(handles, labels, loc=where, fontsize=9, framealpha=0.85)
     bottom = axes[-1]
     locator = mdates.AutoDateLocator(minticks=8, maxticks=16)  # type: ignore[no-untyped-call]
     bottom.xaxis.set_major_locator(locator)
@@ -108,6 +114,28 @@ def draw_window(
         bottom.set_xlim(float(times[0]), float(times[-1]))
     fig.suptitle(title, fontsize=14, x=0.01, ha="left")
     return fig
+
+
+def _label_onsets(ax: Axes, spans: list[_Span]) -> None:
+    """The kind's name beside the first onset of each kind, one row per kind: no overlaps."""
+    kinds = list(dict.fromkeys(s.kind for s in spans))
+    for span in spans:
+        if span.kind not in kinds:
+            continue
+        row = kinds.index(span.kind)
+        kinds[row] = ""  # labelled once per panel
+        ax.annotate(
+            span.kind,
+            (span.start, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -11 - 11 * row),
+            textcoords="offset points",
+            fontsize=8,
+            color=span.colour,
+            fontweight="bold",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75},
+            zorder=5,  # above the data lines
+        )
 
 
 def _days(when: Any) -> Any:
@@ -186,11 +214,11 @@ def _right_axis(
     if values is None or not np.isfinite(values).any():
         return False
     right = ax.twinx()
+    right.set_label(f"{ax.get_label()} (right)")
     right.set_ylabel(unit)
     style = {"color": "C5"} if top else {"color": "C3", "ls": "--"}
     _plot(right, times, values, label, **style)
     right.set_ylim(0, top)
-    right.legend(loc="upper center", fontsize=9, framealpha=0.85)
     return True
 
 
