@@ -47,8 +47,10 @@ def test_findings_are_shaded_on_every_panel_and_labelled(incident_figure: tuple[
     kinds = {f.kind for f in advice.findings}
     assert "iowait_bound" in kinds
     by_name = {ax.get_label(): ax for ax in figure.axes}
-    lanes = [t.get_text() for t in by_name["findings"].get_yticklabels()]
-    assert sorted(lanes) == sorted(kinds)
+    lanes = [t.get_text().split("\n") for t in by_name["findings"].get_yticklabels()]
+    assert sorted(lane[0] for lane in lanes) == sorted(kinds)
+    onset = next(f.start for f in advice.findings if f.kind == "iowait_bound")
+    assert ["iowait_bound", f"from {onset:%H:%M} (critical)"] in lanes  # the onset, in words
     for name in PANELS[1:]:
         ax = by_name[name]
         spans = [p for p in ax.patches if p.get_alpha() == pytest.approx(0.12)]

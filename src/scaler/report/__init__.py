@@ -36,9 +36,10 @@ def figure_for(
     findings = [f for f in advice.findings if f.group == window.group]
     recommendations = [r for r in advice.recommendations if r.group == window.group]
     kind = f" ({facts.instance_type})" if facts else ""
+    clock = "%H:%M" if window.length <= 1440 else "%m-%d %H:%M"  # a date once it is needed
     onsets = {f.kind: f for f in sorted(findings, key=lambda f: f.start, reverse=True)}
     story = "; ".join(
-        f"{f.kind} from {f.start:%H:%M} ({f.severity.value})"
+        f"{f.kind} from {f.start.strftime(clock)} ({f.severity.value})"
         for f in sorted(onsets.values(), key=lambda f: f.start)
     )
     title = (

@@ -48,6 +48,7 @@ class _Span:
     start: float  # matplotlib date numbers (days), the unit of the shared x axis
     end: float
     onset: datetime
+    onset_text: str  # HH:MM, with the date when the window is longer than a day
     colour: str
     severity: str
 
@@ -102,8 +103,8 @@ def draw_window(
             more = twin.get_legend_handles_labels()
             handles, labels = handles + more[0], labels + more[1]
         if handles:
-            where = "center left" if name == "EBS per instance" else "upper left"
-            ax.legend(handles, labels, loc=where, fontsize=9, framealpha=0.85)
+            # Outside, right of the right-hand axis: a legend never covers the data.
+            ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.06, 1.0), fontsize=9)
     bottom = axes[-1]
     locator = mdates.AutoDateLocator(minticks=8, maxticks=16)  # type: ignore[no-untyped-call]
     bottom.xaxis.set_major_locator(locator)
@@ -157,6 +158,7 @@ def _spans(window: Window, findings: Sequence[Finding]) -> list[_Span]:
             start=float(_days(f.start)),
             end=float(_days(f.end + timedelta(minutes=1) if f.end else end_of_window)),
             onset=f.start,
+            onset_text=f"{f.start:%H:%M}" if window.length <= 1440 else f"{f.start:%m-%d %H:%M}",
             colour=colour[f.kind],
             severity=f.severity.value,
         )
@@ -169,28 +171,23 @@ def _findings_panel(ax: Axes, times: Any, window: Window, spans: list[_Span], *_
     kinds = list(dict.fromkeys(s.kind for s in spans))
     ax.set_ylim(-0.6, max(len(kinds), 1) - 0.4)
     ax.invert_yaxis()
-    ax.set_yticks(range(len(kinds)), kinds, fontsize=10)
+    # The lane's name carries its first onset: beside the axis, it never covers a span.
+    first = {k: next(s for s in spans if s.kind == k) for k in kinds}
+    ax.set_yticks(
+        range(len(kinds)),
+        [f"{k}\nfrom {first[k].onset_text} ({first[k].severity})" for k in kinds],
+        fontsize=9,
+    )
+    for tick, kind in zip(ax.get_yticklabels(), kinds, strict=True):
+        tick.set_color(first[kind].colour)
+        tick.set_fontweight("bold")
     if not kinds:
         ax.set_yticks([])
         ax.text(0.5, 0.5, "no findings", transform=ax.transAxes, ha="center", va="center")
     ax.set_title("findings (shaded below; dashed line = onset)", loc="left", fontsize=11)
-    labelled: set[str] = set()
     for span in spans:
         lane = kinds.index(span.kind)
         ax.barh(lane, span.end - span.start, left=span.start, height=0.6, color=span.colour)
-        if span.kind not in labelled:  # the first onset of each kind, in words
-            labelled.add(span.kind)
-            ax.annotate(
-                f"{span.onset:%H:%M} {span.severity}",
-                (span.start, lane),
-                xytext=(-4, 0),
-                textcoords="offset points",
-                ha="right",
-                va="center",
-                fontsize=9,
-                color=span.colour,
-                fontweight="bold",
-            )
     ax.grid(True, axis="x", alpha=0.3)
 
 
@@ -335,7 +332,8 @@ def _capacity_panel(
         ax.step(
             [*xs, float(times[-1])], [*ys, ys[-1]], where="post", color="C2", lw=2, label="advised"
         )
-        ax.plot(xs, ys, "o", color="C2", ms=4)
+        if len(xs) <= 60:  # each advice a dot, while dots can still be told apart
+            ax.plot(xs, ys, "o", color="C2", ms=4)
         shown = True
     if not shown:
         _absent(ax, "instances")
