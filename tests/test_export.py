@@ -267,3 +267,39 @@ def test_progress_bar_only_on_a_terminal(
         for _ in range(slices):
             step()
     assert ("export" in err.getvalue()) is shown
+
+
+def test_a_failure_mid_export_leaves_no_file(
+    seeded: tuple[SeededGroup, timedelta],
+    clients: Clients,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second of several calls is refused: AwsCallError, and no file, whole or half."""
+    from scaler.errors import AwsCallError
+    from scaler.export import export_window
+    from scaler.fileio import write_atomically
+    from scaler.sources.cloudwatch import CloudWatchSource
+    from tests.aws_faults import inject_fault
+
+    group, _ = seeded
+    monkeypatch.setattr("scaler.export.MAX_POINTS_PER_CALL", 17 * 60)  # an hour a call
+    plan = plan_export(
+        load_policy(POLICY).groups,
+        start=group.start,
+        end=group.end + timedelta(minutes=1),
+        now=group.end + timedelta(minutes=1),
+    )
+    assert len(plan.slices) == 6
+
+    def refuse_from_now_on(**_: object) -> None:
+        inject_fault(clients.cloudwatch, "GetMetricData", "access_denied")
+
+    clients.cloudwatch.meta.events.register(
+        "after-call.cloudwatch.GetMetricData", refuse_from_now_on
+    )
+    target = tmp_path / "incident.csv"
+    source = CloudWatchSource(clients.cloudwatch)
+    with pytest.raises(AwsCallError, match="export stopped, nothing written: crash-processor"):
+        write_atomically(target, lambda stream: export_window(source, plan, stream))
+    assert list(tmp_path.iterdir()) == []
