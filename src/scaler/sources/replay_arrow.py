@@ -147,7 +147,7 @@ def parquet_rows(data: bytes | Path, where: str) -> Rows:
         )
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise ReplayError(f"{where}: not a readable Parquet file: {exc}") from None
-    check_columns(table.column_names, where).clear()
+    check_columns(table.column_names, where)
     for name in table.column_names:
         nulls = table.column(name).null_count
         if nulls and name != "value":
