@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -140,3 +142,183 @@ def test_reader_never_crashes_on_arbitrary_bytes(
     path.write_bytes(data)
     with contextlib.suppress(ReplayError):
         read_replay(path)
+
+
+# -- checks on the whole file, the grid bound, windows cut out, Parquet, the fast path --------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("2026-03-02T08:00:00Z,queue_visible,-3\n", "line 2: signal 'queue_visible' is -3"),
+        (
+            "2026-03-02T08:00:00Z,cpu_user,5\n2026-03-02T08:01:00Z,instances,-1\n",
+            "line 3: signal 'instances' is -1; a count cannot be negative",
+        ),
+        ("2026-03-02T08:00:00Z,queue_sent,-0.5\n", "line 2: signal 'queue_sent' is -0.5"),
+    ],
+)
+def test_negative_counts_are_errors_naming_the_line(body: str, message: str) -> None:
+    """A count below zero is a broken exporter: refused with the file and the line."""
+    with pytest.raises(ReplayError, match=r"^trace\.csv: ") as err:
+        read_replay_text(HEADER + body, "trace.csv")
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("signal", "hint"),
+    [
+        ("cpu_usr", "did you mean 'cpu_user'?"),
+        ("queue_visble", "did you mean 'queue_visible'?"),
+        ("gc_pause_ms", None),
+    ],
+)
+def test_unknown_signals_are_kept_with_a_warning_naming_the_closest(
+    tmp_path: Path, signal: str, hint: str | None
+) -> None:
+    """An unknown signal is kept; the warning names the file and the closest known signal."""
+    path = tmp_path / "t.csv"
+    path.write_text(HEADER + f"2026-03-02T08:00:00Z,{signal},1\n")
+    warnings: list[str] = []
+    windows = read_replay(path, warn=warnings.append)
+    assert windows["default"].has(signal)
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"{path}: unknown signal {signal!r}")
+    assert (hint in warnings[0]) if hint else ("did you mean" not in warnings[0])
+
+
+def test_far_apart_datapoints_in_many_groups_are_refused_before_allocating() -> None:
+    """200 groups whose two points lie 399 days apart: one clear error, not 15 GB and a crash."""
+    rows = [
+        f"2025-01-01T00:00:00Z,{signal},1,g{g}\n2026-02-04T00:00:00Z,{signal},1,g{g}\n"
+        for g in range(200)
+        for signal in ("cpu_user", "queue_visible", "instances")
+    ]
+    text = "timestamp,signal,value,group\n" + "".join(rows)
+    with pytest.raises(ReplayError) as err:
+        read_replay_text(text, "big.csv")
+    message = str(err.value)
+    assert message.startswith("big.csv: 200 group(s) from 2025-01-01T00:00:00Z to 2026-02-04")
+    assert "399 days" in message and "--since and --until" in message
+
+
+def test_since_and_until_cut_a_window_before_the_grid_is_built(tmp_path: Path) -> None:
+    """--since (inclusive) and --until (exclusive) keep the minutes between them only."""
+    path = tmp_path / "t.csv"
+    path.write_text(
+        HEADER
+        + "2025-01-01T00:00:00Z,cpu_user,1\n"
+        + "".join(f"2026-03-02T08:{m:02d}:00Z,cpu_user,{m}\n" for m in range(10))
+    )
+    since = datetime(2026, 3, 2, 8, 2, tzinfo=UTC)
+    until = datetime(2026, 3, 2, 8, 5, tzinfo=UTC)
+    window = read_replay(path, since=since, until=until)["default"]
+    assert window.start == since and window.length == 3
+    assert list(window.series["cpu_user"]) == [2.0, 3.0, 4.0]
+    with pytest.raises(ReplayError, match="no datapoints between 2027"):
+        read_replay(path, since=datetime(2027, 1, 1, tzinfo=UTC))
+
+
+def _parquet(path: Path, columns: dict[str, Any]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def test_parquet_reads_the_same_windows_as_csv(tmp_path: Path) -> None:
+    """The bundled incident written as Parquet reads back to the same windows as its CSV."""
+    import pyarrow as pa
+
+    from scaler.cli.demo import incident_text
+
+    text = incident_text()
+    lines = text.splitlines()[1:]
+    stamps = [datetime.fromisoformat(line.split(",")[0]) for line in lines]
+    path = _parquet(
+        tmp_path / "incident.parquet",
+        {
+            "timestamp": pa.array(stamps, type=pa.timestamp("s", tz="UTC")),
+            "signal": pa.array([line.split(",")[1] for line in lines]).dictionary_encode(),
+            "value": pa.array([float(line.split(",")[2]) for line in lines]),
+        },
+    )
+    want = read_replay_text(text)["default"]
+    got = read_replay(path)["default"]
+    assert (got.start, got.length, sorted(got.series)) == (
+        want.start,
+        want.length,
+        sorted(want.series),
+    )
+    for name, values in want.series.items():
+        np.testing.assert_array_equal(got.series[name], values)
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        (
+            {"timestamp": [datetime(2026, 3, 2, 8)], "signal": ["cpu_user"], "value": [1.0]},
+            "column timestamp has no time zone",
+        ),
+        (
+            {"timestamp": ["2026-03-02T08:00:00Z", "bad"], "signal": ["a", "b"], "value": [1, 2]},
+            "row 2: bad timestamp 'bad'",
+        ),
+        (
+            {"timestamp": ["2026-03-02T08:00:00Z"] * 2, "signal": ["a", None], "value": [1, 2]},
+            "row 2: no signal",
+        ),
+        (
+            {"timestamp": ["2026-03-02T08:00:00Z"], "signal": ["instances"], "value": [-2.0]},
+            "row 1: signal 'instances' is -2",
+        ),
+        (
+            {"timestamp": ["2026-03-02T08:00:00Z"], "sig": ["a"], "value": [1.0]},
+            "unknown column 'sig'",
+        ),
+    ],
+)
+def test_bad_parquet_names_the_row(tmp_path: Path, columns: dict[str, Any], message: str) -> None:
+    """Parquet has no lines: errors name the row (1 = the first datapoint)."""
+    path = _parquet(tmp_path / "bad.parquet", columns)
+    with pytest.raises(ReplayError, match=r"bad\.parquet: ") as err:
+        read_replay(path)
+    assert message in str(err.value)
+
+
+_STAMP = st.integers(0, 90).map(lambda m: f"2026-03-02T{8 + m // 60:02d}:{m % 60:02d}:00Z")
+_ROW = st.tuples(
+    _STAMP | st.sampled_from(["2026-03-02T08:00:30+00:00", "2026-03-02 08:01:00Z", "x"]),
+    st.sampled_from(["cpu_user", "queue_visible", " instances", "bad name", "gc"]),
+    st.sampled_from(["1", "-1", "2.5", "NaN", "", "inf", " 3", "1e3"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ROW, max_size=12))
+def test_fast_path_and_careful_reader_agree(rows: list[tuple[str, str, str]]) -> None:
+    """Whatever the pyarrow path accepts, the careful reader reads the same; else same error."""
+    from scaler.sources.replay import FastPathRefusedError, assemble
+    from scaler.sources.replay_arrow import fast_csv_rows
+    from scaler.sources.replay_careful import careful_rows
+
+    data = (HEADER + "".join(f"{t},{s},{v}\n" for t, s, v in rows)).encode()
+    try:
+        careful: dict[str, Any] | str = assemble(careful_rows(data, "f"), "f")
+    except ReplayError as exc:
+        careful = str(exc)
+    try:
+        fast: dict[str, Any] | str = assemble(fast_csv_rows(data), "f")
+    except FastPathRefusedError:
+        return  # the careful reader answers for this input
+    assert not isinstance(careful, str), careful
+    assert isinstance(fast, dict)
+    assert sorted(fast) == sorted(careful)
+    for group, window in fast.items():
+        other = careful[group]
+        assert (window.start, window.length) == (other.start, other.length)
+        assert sorted(window.series) == sorted(other.series)
+        for name, values in window.series.items():
+            np.testing.assert_array_equal(values, other.series[name])

@@ -33,9 +33,12 @@ def _load_commands() -> None:
         catalog_cmd,
         demo,
         enrich,
+        export_cmd,
         history,
         policy_cmd,
+        report_cmd,
         run,
+        signals_cmd,
         simulate,
         state_cmd,
     )

@@ -107,6 +107,12 @@ def _live(fmt: str) -> int:
     if fmt == "json":
         print(render_json(ticks[-1].advice()))
     else:
+        from scaler.report import picture_of  # matplotlib only when a picture is drawn
+
+        moved = trace.window.model_copy(
+            update={"start": trace.window.start + shift, "group": group.name}
+        )
+        print(f"The incident as a picture: {picture_of(moved, DEMO_POLICY, DEMO_OVERRIDES)}\n")
         for offset, tick in zip(TICKS, ticks, strict=True):
             when = "before" if offset < timedelta(0) else "after"
             minutes = abs(int(offset.total_seconds() // 60))
