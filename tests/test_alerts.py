@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from scaler.alerts import group_for_alarm, parse_alarm
+from scaler.alerts.match import group_for_alarm
+from scaler.alerts.parse import parse_alarm
 from scaler.aws import Clients
 from scaler.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from scaler.demo_seed import seed_local_aws
-from scaler.embedded import LocalAws
+from scaler.demo.embedded import LocalAws
+from scaler.demo.seed import seed_local_aws
 from scaler.errors import InputError
 from scaler.policy import GroupPolicy, Policy
 from scaler.sim import scenarios
@@ -101,11 +102,11 @@ def test_an_asg_dimension_matches_too() -> None:
     [
         ("{not json", "not JSON (line 1, column 2"),
         ("[1, 2]", "is a JSON object, got a list"),
-        ('{"hello": 1}', "not a CloudWatch alarm notification"),
+        ('{"hello": 1}', "not an alarm notification"),
         (json.dumps({**SNS_ALARM, "StateChangeTime": "yesterday"}), "'yesterday' is not a time"),
         (json.dumps({**SNS_ALARM, "NewStateValue": None}), "NewStateValue is missing"),
         (json.dumps({**SNS_ALARM, "Trigger": {"Dimensions": "QueueName"}}), "Trigger.Dimensions"),
-        (json.dumps({"Records": [LAMBDA_EVENT["Records"][0]] * 2}), "one SNS record"),
+        (json.dumps({"Records": [LAMBDA_EVENT["Records"][0]] * 2}), "carries one record"),
         (json.dumps({**ENVELOPE, "Message": "garbled"}), "Message: not JSON"),
     ],
 )
@@ -149,10 +150,11 @@ def test_enrich_adds_the_diagnosis_to_the_alarm(
     assert main([*args, "--format", "json"]) == EXIT_OK
     enriched = json.loads(capsys.readouterr().out)
     assert enriched["group"] == "crash-processor"
-    assert enriched["summary"].startswith(
-        "crash-reports-oldest-message on crash-processor: iowait_bound (also "
-    )
-    assert "desired capacity" in enriched["summary"] and "m5d.xlarge" in enriched["summary"]
+    # The cause first, then the advice, then the symptom that paged.
+    assert enriched["summary"].startswith("crash-processor: iowait_bound (also ")
+    assert " × m5.xlarge now (8 running)" in enriched["summary"]
+    assert "m5d.xlarge" in enriched["summary"]
+    assert "Paged by ALARM crash-reports-oldest-message" in enriched["summary"]
     assert {f["kind"] for f in enriched["diagnosis"]["findings"]} >= {"iowait_bound"}
     assert main(args) == EXIT_OK
     assert "ALARM crash-reports-oldest-message at" in capsys.readouterr().out

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from scaler.alerts.settings import AlertSettings
 from scaler.capacity import CapacitySettings
 from scaler.control_settings import RailSettings, StateSettings, TypeChangeSettings
 from scaler.errors import PolicyError
@@ -189,6 +190,10 @@ class Policy(_Strict):
     )
     state: StateSettings = Field(default_factory=StateSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings,
+        description="Where `scaler enrich` sends enriched pages (PagerDuty, Slack, SNS, stdout).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:

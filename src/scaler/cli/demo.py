@@ -18,8 +18,8 @@ from scaler.aws import make_clients
 from scaler.backtest import Overrides, run_backtest
 from scaler.cli import EXIT_FAILED, EXIT_OK, commands
 from scaler.cli.advise import render_tick
-from scaler.demo_seed import seed_local_aws
-from scaler.embedded import local_aws, local_session
+from scaler.demo.embedded import local_aws, local_session
+from scaler.demo.seed import seed_local_aws
 from scaler.live import advise
 from scaler.policy import GroupPolicy, Policy, default_policy
 from scaler.render import render_json, render_text
