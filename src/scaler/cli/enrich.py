@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         print(_text(enriched, deliveries, sent=args.send))
     failed = [d for d in deliveries if d.failed]
     for delivery in failed:
-        print(f"scaler: failed: {delivery.type}: {delivery.error}", file=sys.stderr)
+        print(f"scaler: failed: {delivery.error}", file=sys.stderr)
     if failed:
         return EXIT_FAILED
     if enriched.unmatched:
