@@ -302,7 +302,7 @@ def test_sns_republishes_the_page_with_the_original_alarm_once_per_state_change(
     try:
         first = deliver(page, chosen, clients=clients, store=store, environ={}, now=NOW)
         again = deliver(page, chosen, clients=clients, store=store, environ={}, now=NOW)
-        records = store.audit("crash-processor")
+        records = store.audit("crash-processor-asg")  # keyed as `scaler history` reads it
     finally:
         store.close()
     assert first[0].sent and again[0].skipped and "already sent" in again[0].skipped

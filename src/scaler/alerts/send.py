@@ -108,6 +108,11 @@ def _send(backend: Backend, page: Page, ctx: SendContext) -> tuple[bool, str]:
         return False, clean(f"{backend.type}: {type(exc).__name__}: {exc}", 500)
 
 
+def _audit_key(page: Page) -> str:
+    """The audit log is keyed by Auto Scaling group, as `scaler run` records it."""
+    return page.asg or page.group or "unmatched"
+
+
 def _tick_id(backend: Backend, page: Page) -> str:
     return f"page-{backend.type}-{page.change_id}"
 
@@ -117,7 +122,7 @@ def _already_sent(store: StateStore | None, backend: Backend, page: Page) -> str
     if store is None:
         return None
     try:
-        records = store.audit(page.group or "unmatched", tick_id=_tick_id(backend, page))
+        records = store.audit(_audit_key(page), tick_id=_tick_id(backend, page))
     except ScalerError:
         return None  # an unreadable store never swallows a page: send, at worst twice
     done = next((r for r in records if r.phase == "outcome"), None)
@@ -129,7 +134,7 @@ def _already_sent(store: StateStore | None, backend: Backend, page: Page) -> str
 def _record(store: StateStore, backend: Backend, page: Page, now: datetime) -> bool:
     record = AuditRecord(
         tick_id=_tick_id(backend, page),
-        group=page.group or "unmatched",
+        group=_audit_key(page),
         at=now,
         mode="apply",
         phase="outcome",

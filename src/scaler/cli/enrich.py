@@ -144,7 +144,10 @@ def _text(enriched: Enriched, deliveries: list[Delivery], *, sent: bool) -> str:
             lines.append(f"  {d.type} -> {d.target}: {outcome}")
         else:
             lines.append(f"  {d.type} -> {d.target}:")
-            lines += [f"    {line}" for line in json.dumps(d.request, indent=2).splitlines()]
+            lines += [
+                f"    {line}"
+                for line in json.dumps(d.request, indent=2, ensure_ascii=False).splitlines()
+            ]
     return "\n".join(lines)
 
 
