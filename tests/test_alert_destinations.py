@@ -306,6 +306,7 @@ def test_sns_republishes_the_page_with_the_original_alarm_once_per_state_change(
     finally:
         store.close()
     assert first[0].sent and again[0].skipped and "already sent" in again[0].skipped
+    assert first[0].request["Subject"] == "ALARM crash-processor: crash-reports-backlog"
     [message] = _sqs_messages(clients, queue_url)
     original = json.loads((EXAMPLES / "sns-metric-math.json").read_text())
     assert message["alarm"] == original

@@ -345,3 +345,31 @@ def test_a_long_field_is_never_echoed_in_full() -> None:
     """A 200 KB reason is cut to CloudWatch's own limit (1,023 characters)."""
     alarm = parse_alarm(json.dumps({**SNS_ALARM, "NewStateReason": "y" * 200_000}))
     assert len(alarm.reason) <= 1023
+
+
+@pytest.mark.parametrize(
+    ("destinations", "message"),
+    [
+        (
+            "[{type: pagerduty, routing_key: s3cr3t-r0uting-key}]",
+            "routing_key: Value error, a secret is never written in the policy",
+        ),
+        (
+            "[{type: slack, webhook_url: 'https://hooks.slack.com/services/T/B/s3cr3t'}]",
+            "webhook_url: Value error, a secret is never written in the policy",
+        ),
+        ("[{type: slack, webhook_url: {env: A, ssm: /b}}]", "name exactly one of env or ssm"),
+        ("[{type: pager}]", "does not match any of the expected tags: 'pagerduty', 'slack'"),
+        ("[{type: sns, topic_arn: enriched}]", "topic_arn: String should match pattern"),
+    ],
+)
+def test_alert_destinations_in_the_policy_are_checked_and_secrets_never_echoed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], destinations: str, message: str
+) -> None:
+    """A plaintext secret is refused without being repeated; unknown types list the valid ones."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(f"groups: [{{name: a}}]\nalerts:\n  destinations: {destinations}\n")
+    assert main(["policy", "validate", str(policy)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert message in err
+    assert "s3cr3t" not in err

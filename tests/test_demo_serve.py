@@ -121,6 +121,6 @@ def test_demo_serve_then_every_command_and_a_page_end_to_end(
     assert main(["history", "--policy", str(workdir / "policy.yaml")]) == EXIT_OK
     assert "page-slack-" in capsys.readouterr().out  # Slack's sends, in the audit log
 
-    served.process.send_signal(signal.SIGTERM)
+    served.process.send_signal(signal.SIGINT)  # Ctrl-C
     assert served.process.wait(15) == 0
     assert not workdir.exists()  # the demo cleans up after itself

@@ -213,8 +213,13 @@ def test_every_alarm_shape_through_the_cli_diagnoses_the_crash_processor(
         assert code == EXIT_OK, shape
         assert shown["group"] == "crash-processor", shape
         assert "iowait_bound" in shown["summary"], shape
-    lost = seen["sns-metric-math-insufficient-data.json"][1]["summary"]
-    assert "The alarm lost its data; scaler read: data as of" in lost
+    lost = seen["sns-metric-math-insufficient-data.json"][1]
+    assert "The alarm lost its data; scaler read: data as of" in lost["summary"]
+    assert lost["deliveries"][0]["request"]["payload"]["severity"] == "warning"
+    assert seen["alertmanager-webhook.json"][1]["deliveries"][0]["request"]["links"][0] == {
+        "href": "http://alertmanager.example.com:9093",
+        "text": "Alertmanager",
+    }
 
 
 @pytest.mark.usefixtures("incident", "env")
@@ -260,3 +265,28 @@ def test_a_failing_destination_exits_1_and_the_others_still_get_theirs(
     assert code == EXIT_FAILED
     assert "scaler: failed: pagerduty: refused with HTTP 400" in err
     assert len(slack.bodies()) == 1
+
+
+@pytest.mark.usefixtures("env")
+def test_an_alarm_for_no_group_still_pages_and_exits_2(
+    aws: LocalAws,
+    tmp_path: Path,
+    receivers: tuple[Receiver, Receiver],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Fail open: the page goes out saying the alarm names no group; exit 2 says fix the policy."""
+    pd, _ = receivers
+    alarm = json.loads((EXAMPLES / "sns-metric-math.json").read_text())
+    for metric in alarm["Trigger"]["Metrics"][1:]:
+        metric["MetricStat"]["Metric"]["Dimensions"] = [{"name": "QueueName", "value": "other"}]
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(alarm))
+    code = main([*enrich(aws, write_policy(tmp_path, pd), path), "--send"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "scaler: error: alarm 'crash-reports-backlog' (QueueName=other) names no group" in err
+    [trigger] = pd.bodies()
+    assert trigger["payload"]["summary"].startswith(
+        "no group: diagnosis unavailable: alarm 'crash-reports-backlog'"
+    )
+    assert trigger["payload"]["component"] == "unmatched"

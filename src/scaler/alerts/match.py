@@ -57,7 +57,7 @@ def group_for_alarm(
     for group in policy.groups:
         if any(_names(metric, group) for metric in metrics):
             return group
-    dims = ", ".join(f"{k}={v}" for m in metrics for k, v in m.dimensions.items())
+    dims = ", ".join(dict.fromkeys(f"{k}={v}" for m in metrics for k, v in m.dimensions.items()))
     via = " (through its child alarms)" if alarm.kind == "composite" else ""
     raise InputError(
         f"alarm {alarm.name!r} ({dims or 'no dimensions'}){via} names no group of the policy: "

@@ -213,11 +213,22 @@ def _facts(group: GroupAdvice) -> dict[str, str]:
         "Data": _read(group),
     }
     for finding in ordered_findings(group)[:1]:
-        for key in ("iowait_pct", "cpu_user_pct", "burst_balance_pct", "ebs_mb_s_per_instance"):
+        for key, label in _FACT_EVIDENCE:
             value = finding.evidence.get(key)
-            if isinstance(value, int | float):
-                facts[key] = f"{value:g}"
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                facts[label] = f"{value:,.4g}"
     return facts
+
+
+# The cause's numbers worth a glance, as the rules name them in their evidence.
+_FACT_EVIDENCE = (
+    ("cpu_iowait_after_pct", "iowait %"),
+    ("cpu_user_after_pct", "CPU user %"),
+    ("arrivals_msg_per_min", "Arrivals msg/min"),
+    ("throughput_msg_per_min", "Throughput msg/min"),
+    ("ebs_mb_s_per_instance", "EBS MB/s per instance"),
+    ("ebs_balance_min_pct", "EBS burst balance %"),
+)
 
 
 def _links(alarm: Alarm, group: GroupPolicy | None, region: str) -> list[Link]:
