@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -34,6 +34,7 @@ from scaler.aws import Clients, make_clients
 from scaler.control import SqliteStateStore, open_store
 from scaler.control.state import StateStore
 from scaler.errors import InputError, ScalerError
+from scaler.lambda_handler import LambdaContext
 from scaler.logs import configure_logging
 from scaler.policy import load_policy
 
@@ -43,14 +44,6 @@ POLICY_ENV = "SCALER_POLICY"
 #: Everything ends this long before the invocation times out: room to log and return.
 DEADLINE_MARGIN_MS = 3_000
 log = structlog.get_logger(__name__)
-
-
-class LambdaContext(Protocol):
-    """The parts of Lambda's context object the handler uses."""
-
-    aws_request_id: str
-
-    def get_remaining_time_in_millis(self) -> int: ...
 
 
 class EnrichFailedError(ScalerError):

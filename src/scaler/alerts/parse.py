@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -193,23 +194,11 @@ def _from_sns_alarm(data: Mapping[str, Any], where: str, original: Any) -> Alarm
     if not isinstance(trigger, dict):
         raise InputError(f"{where}: Trigger is not an object")
     metrics: list[MetricRef] = []
-    expression = None
     if trigger.get("MetricName") or trigger.get("Dimensions"):
         dims = _pairs(trigger.get("Dimensions") or [], f"{where}: Trigger.Dimensions")
         metrics.append(_metric(trigger.get("Namespace"), trigger.get("MetricName"), dims))
-    subs = trigger.get("Metrics") or []
-    if not isinstance(subs, list):
-        raise InputError(f"{where}: Trigger.Metrics is not a list")
-    for i, item in enumerate(subs[:_MAX_METRICS]):
-        at = f"{where}: Trigger.Metrics[{i}]"
-        sub = _object(item, at)
-        if sub.get("Expression"):
-            expression = expression or clean(sub["Expression"], 512)
-        stat = _object(sub.get("MetricStat") or {}, f"{at}.MetricStat")
-        metric = _object(stat.get("Metric") or {}, f"{at}.MetricStat.Metric")
-        if metric:
-            dims = _pairs(metric.get("Dimensions") or [], f"{at}.MetricStat.Metric.Dimensions")
-            metrics.append(_metric(metric.get("Namespace"), metric.get("MetricName"), dims))
+    subs, expression = _sub_metrics(trigger.get("Metrics"), f"{where}: Trigger.Metrics", _SNS)
+    metrics += subs
     rule = data.get("AlarmRule")
     children = [
         _name_from_arn(_object(c, f"{where}: TriggeringChildren").get("Arn"))
@@ -273,27 +262,9 @@ def _from_alarm_data(detail: Mapping[str, Any], where: str, *, fallback_time: An
     state = _object(detail.get("state") or {}, f"{where}.state")
     previous = _object(detail.get("previousState") or {}, f"{where}.previousState")
     config = _object(detail.get("configuration") or {}, f"{where}.configuration")
-    subs = config.get("metrics") or []
-    if not isinstance(subs, list):
-        raise InputError(f"{where}.configuration.metrics is not a list")
-    metrics: list[MetricRef] = []
-    expression = threshold_id = None
-    for i, item in enumerate(subs[:_MAX_METRICS]):
-        at = f"{where}.configuration.metrics[{i}]"
-        sub = _object(item, at)
-        if sub.get("expression"):
-            expression = expression or clean(sub["expression"], 512)
-        stat = _object(sub.get("metricStat") or {}, f"{at}.metricStat")
-        metric = _object(stat.get("metric") or {}, f"{at}.metricStat.metric")
-        if metric:
-            dims = _object(metric.get("dimensions") or {}, f"{at}.metricStat.metric.dimensions")
-            pairs = {
-                clean(k, _VALUE_LIMIT): clean(v, _VALUE_LIMIT)
-                for k, v in list(dims.items())[:_MAX_METRICS]
-            }
-            metrics.append(_metric(metric.get("namespace"), metric.get("name"), pairs))
-    if expression and "ANOMALY_DETECTION_BAND" in expression.upper():
-        threshold_id = "band"
+    metrics, expression = _sub_metrics(
+        config.get("metrics"), f"{where}.configuration.metrics", _CAMEL
+    )
     rule = config.get("alarmRule")
     reason_data = state.get("reasonData")
     triggering: list[str] = []
@@ -312,7 +283,7 @@ def _from_alarm_data(detail: Mapping[str, Any], where: str, *, fallback_time: An
         previous_state=_optional(previous.get("value")),
         reason=clean(state.get("reason", ""), _REASON_LIMIT),
         at=_time(state.get("timestamp") or fallback_time, f"{where}.state.timestamp"),
-        kind=_kind_of(rule, expression, threshold_id),
+        kind=_kind_of(rule, expression, None),
         shape="",
         metrics=metrics,
         expression=expression,
@@ -357,6 +328,53 @@ def _from_alertmanager(data: Mapping[str, Any], where: str) -> Alarm:
         link=_optional(data.get("externalURL")),
         original=dict(data),
     )
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """How one family of shapes spells a metric-math alarm's metrics."""
+
+    expression: str
+    stat: str
+    metric: str
+    namespace: str
+    name: str
+    dimensions: str
+    pairs: bool  # dimensions as [{name, value}] (SNS) rather than {name: value}
+
+
+_SNS = _Keys("Expression", "MetricStat", "Metric", "Namespace", "MetricName", "Dimensions", True)
+_CAMEL = _Keys("expression", "metricStat", "metric", "namespace", "name", "dimensions", False)
+
+
+def _sub_metrics(subs: Any, where: str, keys: _Keys) -> tuple[list[MetricRef], str | None]:
+    """A metric-math alarm's metrics (where the dimensions are) and its first expression."""
+    if subs is None:
+        return [], None
+    if not isinstance(subs, list):
+        raise InputError(f"{where} is not a list")
+    metrics: list[MetricRef] = []
+    expression = None
+    for i, item in enumerate(subs[:_MAX_METRICS]):
+        at = f"{where}[{i}]"
+        sub = _object(item, at)
+        if sub.get(keys.expression):
+            expression = expression or clean(sub[keys.expression], 512)
+        stat = _object(sub.get(keys.stat) or {}, f"{at}.{keys.stat}")
+        metric = _object(stat.get(keys.metric) or {}, f"{at}.{keys.stat}.{keys.metric}")
+        if not metric:
+            continue
+        at_dims = f"{at}.{keys.stat}.{keys.metric}.{keys.dimensions}"
+        raw = metric.get(keys.dimensions)
+        if keys.pairs:
+            dims = _pairs(raw or [], at_dims)
+        else:
+            dims = {
+                clean(k, _VALUE_LIMIT): clean(v, _VALUE_LIMIT)
+                for k, v in list(_object(raw or {}, at_dims).items())[:_MAX_METRICS]
+            }
+        metrics.append(_metric(metric.get(keys.namespace), metric.get(keys.name), dims))
+    return metrics, expression
 
 
 def _kind_of(rule: Any, expression: str | None, threshold_id: Any) -> AlarmKind:
