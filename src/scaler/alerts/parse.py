@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, computed_field
 
 from scaler.alerts.safe import MAX_INPUT_BYTES, MAX_NESTING, clean, nesting_depth, shown
 from scaler.errors import InputError
@@ -74,6 +74,7 @@ class Alarm(BaseModel):
     link: str | None = Field(None, description="Alertmanager's or Prometheus's URL, if sent.")
     original: JsonValue = Field(None, exclude=True, description="The document as received.")
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def dimensions(self) -> dict[str, str]:
         """Every dimension of every metric (sub-metrics of math alarms included)."""

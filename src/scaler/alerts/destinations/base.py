@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from scaler.alerts.render import Page
 from scaler.alerts.settings import SecretRef
-from scaler.aws import Clients, call_aws
+from scaler.aws import Clients, RetryPolicy, call_aws
 from scaler.errors import ScalerError
 from scaler.registry import Registry
 
@@ -34,6 +34,10 @@ class SendContext:
         """Seconds left before the deadline (never negative)."""
         return max(self.deadline - time.monotonic(), 0.0)
 
+    def aws_retry(self) -> RetryPolicy:
+        """AWS retries (throttling, 5xx) that stop before the deadline does."""
+        return RetryPolicy(max_total_s=max(self.remaining() - 1.0, 0.0))
+
     def secret(self, ref: SecretRef, what: str) -> str:
         """The secret `ref` names, read now; DeliveryError (never the secret) if unreadable."""
         if ref.env is not None:
@@ -48,6 +52,7 @@ class SendContext:
                 "ssm:GetParameter",
                 what,
                 self.clients.ssm.get_parameter,
+                retry=self.aws_retry(),
                 Name=str(ref.ssm),
                 WithDecryption=True,
             )

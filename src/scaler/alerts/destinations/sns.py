@@ -57,7 +57,11 @@ class Sns(Backend):
             raise DeliveryError("sns: needs AWS credentials")
         try:
             answer = call_aws(
-                "sns:Publish", page.group or "unmatched", ctx.clients.sns.publish, **self.body(page)
+                "sns:Publish",
+                page.group or "unmatched",
+                ctx.clients.sns.publish,
+                retry=ctx.aws_retry(),
+                **self.body(page),
             )
         except ScalerError as exc:
             raise DeliveryError(f"sns: {exc}") from exc
