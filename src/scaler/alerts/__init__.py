@@ -1,7 +1,7 @@
 """Paging alerts in, enriched pages out: parse -> match -> diagnose -> render -> destinations.
 
-- `parse`: every alarm shape AWS and Alertmanager send, read into one `Alarm` (hostile text
-  made safe, input bounded); wrong shapes named.
+- `parse`: every alarm shape AWS and Alertmanager send, read into one `alarm.Alarm` by the
+  `fields` readers (hostile text made safe by `safe`, input bounded); wrong shapes named.
 - `match`: the policy group an alarm concerns (dimensions, child alarms, labels).
 - `diagnose`: the group's diagnosis within a time budget, failing open.
 - `render`: the page every destination sends (summary, severity, links).
