@@ -11,6 +11,7 @@ import pytest
 
 from scaler.alerts.match import group_for_alarm
 from scaler.alerts.parse import parse_alarm
+from scaler.alerts.render import SUMMARY_LIMIT, page_summary
 from scaler.aws import Clients
 from scaler.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from scaler.demo.embedded import LocalAws
@@ -373,3 +374,36 @@ def test_alert_destinations_in_the_policy_are_checked_and_secrets_never_echoed(
     err = capsys.readouterr().err
     assert message in err
     assert "s3cr3t" not in err
+
+
+@pytest.mark.parametrize(
+    ("example", "unavailable", "expected"),
+    [
+        (
+            "sns-metric-math-ok.json",
+            None,
+            "RESOLVED crash-processor: crash-reports-backlog is OK again",
+        ),
+        (
+            "sns-metric-math-insufficient-data.json",
+            "GetMetricData throttled",
+            "crash-processor: diagnosis unavailable: GetMetricData throttled. Paged by "
+            "INSUFFICIENT_DATA crash-reports-backlog (the alarm lost its data): Insufficient Data: "
+            "5 datapoints were unknown.",
+        ),
+    ],
+)
+def test_page_summary_without_a_diagnosis(
+    example: str, unavailable: str | None, expected: str
+) -> None:
+    """OK resolves in one line; a missing diagnosis says why, then what paged and its reason."""
+    alarm = parse_alarm((EXAMPLES / example).read_text())
+    assert page_summary(alarm, "crash-processor", None, unavailable) == expected
+
+
+def test_page_summary_is_cut_to_pagerdutys_limit() -> None:
+    """However long the reason, the summary stays within 1,024 characters."""
+    doc = json.loads((EXAMPLES / "sns-metric-math.json").read_text())
+    alarm = parse_alarm(json.dumps({**doc, "NewStateReason": "z" * 1000}))
+    summary = page_summary(alarm, "crash-processor", None, "x" * 300)
+    assert len(summary) == SUMMARY_LIMIT and summary.endswith("…")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scaler.alerts.diagnose import Diagnosis
 from scaler.alerts.parse import Alarm, AlarmState
 from scaler.alerts.safe import clean
+from scaler.instances.table import STRATEGY_LABELS
 from scaler.live import GroupAdvice
 from scaler.models import Finding, Recommendation, Severity
 from scaler.policy import GroupPolicy
@@ -85,28 +86,31 @@ def ordered_findings(group: GroupAdvice) -> list[Finding]:
 
 
 def advice_line(group: GroupAdvice) -> str:
-    """The advice as one line: '24 × m5.xlarge now (8 running); or 9 × m5d.xlarge (local NVMe)'."""
+    """The advice as one line: '24 × m5.xlarge now (8 running); or 9 × m5d.xlarge (local NVMe)'.
+
+    The capacity on the current type first, then the advised type (else the best-ranked other
+    type) with the fleet size it would need, from the ranked alternatives.
+    """
     current = group.state.instance_type or "instances"
     parts = []
     if group.proposal is not None and group.proposal != group.state.desired:
         parts.append(f"{group.proposal} × {current} now ({group.state.desired} running)")
     sized = _sized(group)
-    other = next(
-        (a for a in (sized.alternatives if sized else []) if a.instance_type != current), None
+    ranked = sized.alternatives if sized is not None else []
+    wanted = group.instance_type
+    alt = next(
+        (
+            a
+            for a in ranked
+            if (a.instance_type == wanted if wanted else a.instance_type != current)
+        ),
+        None,
     )
-    if group.instance_type:
-        alt = next(
-            (
-                a
-                for a in (sized.alternatives if sized else [])
-                if a.instance_type == group.instance_type
-            ),
-            None,
-        )
-        count = f"{alt.instances_needed} × " if alt is not None else ""
-        parts.append(f"{count}{group.instance_type}" + (f" ({alt.strategy.value})" if alt else ""))
-    elif other is not None:
-        parts.append(f"{other.instances_needed} × {other.instance_type} ({other.strategy.value})")
+    if alt is not None:
+        label = STRATEGY_LABELS.get(alt.strategy, alt.strategy.value)
+        parts.append(f"{alt.instances_needed} × {alt.instance_type} ({label})")
+    elif wanted:
+        parts.append(f"instance type {wanted}")
     return "; or ".join(parts) if parts else "no capacity change advised"
 
 
