@@ -407,3 +407,18 @@ def test_page_summary_is_cut_to_pagerdutys_limit() -> None:
     alarm = parse_alarm(json.dumps({**doc, "NewStateReason": "z" * 1000}))
     summary = page_summary(alarm, "crash-processor", None, "x" * 300)
     assert len(summary) == SUMMARY_LIMIT and summary.endswith("…")
+
+
+@pytest.mark.parametrize(
+    ("external_url", "link"),
+    [
+        ("http://alertmanager.example.com:9093", "http://alertmanager.example.com:9093"),
+        ("http://x.example|<!channel>", None),
+        ("javascript:alert(1)", None),
+        ("http://x.example/a b", None),
+    ],
+)
+def test_an_alertmanager_link_is_kept_only_when_safe(external_url: str, link: str | None) -> None:
+    """externalURL becomes a page link only as a plain http(s) URL (no markup, no spaces)."""
+    doc = json.loads((EXAMPLES / "alertmanager-webhook.json").read_text())
+    assert parse_alarm(json.dumps({**doc, "externalURL": external_url})).link == link

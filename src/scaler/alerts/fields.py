@@ -34,12 +34,14 @@ __all__ = [
     "sub_metrics",
     "text",
     "time_of",
+    "url",
 ]
 
 _STATES: tuple[AlarmState, ...] = ("ALARM", "OK", "INSUFFICIENT_DATA")
 # CloudWatch's own limits: alarm names 255 characters, state reasons 1,023.
 NAME_LIMIT, REASON_LIMIT, VALUE_LIMIT = 255, 1023, 255
 MAX_METRICS = 20  # a metric-math alarm has at most 10 metrics; anything beyond is noise
+_URL = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]{1,500}")
 _CHILD = re.compile(r"""\b(?:ALARM|OK|INSUFFICIENT_DATA)\s*\(\s*("[^"]+"|'[^']+'|[^)\s]+)\s*\)""")
 
 
@@ -137,6 +139,13 @@ def text(data: Mapping[str, Any], key: str, where: str, limit: int) -> str:
 def optional(value: Any) -> str | None:
     """An optional string field, made safe; None when absent or not a string."""
     return clean(value, 512) if isinstance(value, str) and value else None
+
+
+def url(value: Any) -> str | None:
+    """An http(s) URL safe to link to (no spaces, quotes or link markup), else None."""
+    if isinstance(value, str) and _URL.fullmatch(value):
+        return value
+    return None
 
 
 def state(value: Any, where: str) -> AlarmState:

@@ -268,7 +268,7 @@ def _from_alertmanager(data: Mapping[str, Any], where: str) -> Alarm:
         shape="Alertmanager webhook",
         arn=clean(data["groupKey"], 512) if isinstance(data.get("groupKey"), str) else None,
         labels=labels,
-        link=fields.optional(data.get("externalURL")),
+        link=fields.url(data.get("externalURL")),
         original=dict(data),
     )
 
