@@ -363,3 +363,17 @@ def test_secrets_come_from_env_or_ssm_and_are_never_shown(clients: Clients) -> N
     assert pd_result.error == "pagerduty routing key: environment variable PD_KEY is not set"
     assert "secret-hook" not in json.dumps(slack_result.request)
     assert pd_result.request["routing_key"] == "<env PD_KEY>"
+
+
+def test_stdout_prints_one_json_line_per_page(capsys: pytest.CaptureFixture[str]) -> None:
+    """stdout (the Lambda's log): the enriched alarm as `scaler enrich --format json` shapes it."""
+    page = page_of("sns-metric-math.json")
+    [sent] = deliver(
+        page, settings({"type": "stdout"}), clients=None, store=None, environ={}, now=NOW
+    )
+    [line] = capsys.readouterr().out.splitlines()
+    printed = json.loads(line)
+    assert sent.sent and sent.note == "printed"
+    assert printed["summary"] == page.summary and printed["group"] == "crash-processor"
+    assert printed["alarm"]["dimensions"] == {"QueueName": "crash-reports"}
+    assert printed["diagnosis_unavailable"] == "CloudWatch did not answer"
