@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from scaler.aws import Clients, make_clients
-from scaler.demo_seed import seed_local_aws
-from scaler.embedded import local_aws, local_session
+from scaler.demo.embedded import local_aws, local_session
+from scaler.demo.seed import seed_local_aws
 from scaler.live import advise
 from scaler.policy import GroupPolicy, Policy
 from scaler.sim import scenarios

@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from scaler.aws import Clients, make_clients
-from scaler.embedded import LOCAL_CREDENTIALS, LocalAws, local_aws
+from scaler.demo.embedded import LOCAL_CREDENTIALS, LocalAws, local_aws
 from scaler.logs import configure_logging
 
 

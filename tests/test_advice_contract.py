@@ -19,8 +19,8 @@ from scaler.aws import Clients
 from scaler.backtest import Overrides, run_backtest
 from scaler.capacity import CapacitySettings, Hold, Sizing, plan_capacity
 from scaler.cli import EXIT_OK, main
-from scaler.demo_seed import seed_local_aws
-from scaler.embedded import LocalAws
+from scaler.demo.embedded import LocalAws
+from scaler.demo.seed import seed_local_aws
 from scaler.instances.catalog import bundled_catalog
 from scaler.models import Advice, Recommendation, advice_line
 from scaler.policy import default_policy, parse_policy

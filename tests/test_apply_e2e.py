@@ -18,8 +18,8 @@ import pytest
 
 from scaler.aws import Clients
 from scaler.cli import EXIT_OK, main
-from scaler.demo_seed import seed_local_aws
-from scaler.embedded import LocalAws
+from scaler.demo.embedded import LocalAws
+from scaler.demo.seed import seed_local_aws
 from scaler.sim import scenarios
 
 # The minute the seeded data ends; the command's clock starts here.

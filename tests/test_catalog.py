@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 from scaler.aws import Clients
 from scaler.cli import catalog_cmd as _catalog_cmd  # noqa: F401  (registers `catalog`)
 from scaler.cli import main
-from scaler.embedded import LocalAws
+from scaler.demo.embedded import LocalAws
 from scaler.errors import AwsCallError, InputError, PolicyError, RetryableAwsError
 from scaler.instances.catalog import Catalog, InstanceFacts, bundled_catalog, load_snapshot
 from scaler.instances.refresh import facts_from_api, fetch_catalog, write_snapshot

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scaler.aws import Clients, RetryPolicy
-from scaler.demo_seed import seed_local_aws
-from scaler.embedded import LOCAL_CREDENTIALS
+from scaler.demo.embedded import LOCAL_CREDENTIALS
+from scaler.demo.seed import seed_local_aws
 from scaler.errors import InputError
 from scaler.signals import Signal, Window
 from scaler.sources.cloudwatch import (
@@ -82,7 +82,7 @@ def assert_same_window(got: Window, want: Window) -> None:
 
 
 def test_round_trip_seed_then_fetch_returns_the_window(clients: Clients) -> None:
-    """What demo_seed writes, fetch reads back on the same minutes with the same values."""
+    """What the demo seeder writes, fetch reads back on the same minutes with the same values."""
     window = synthetic_window()
     seeded = seed_local_aws(clients, window, asg_name="workers", queue_name="jobs", now=NOW)
     calls = count_calls(clients)

@@ -16,8 +16,8 @@ from scaler.cli import EXIT_FAILED, EXIT_OK, main
 from scaler.control import AuditRecord, SqliteStateStore
 from scaler.control.settings import TypeChangeSettings
 from scaler.controller import run_tick
-from scaler.demo_seed import seed_local_aws
-from scaler.embedded import LocalAws
+from scaler.demo.embedded import LocalAws
+from scaler.demo.seed import seed_local_aws
 from scaler.policy import GroupPolicy, Policy
 from scaler.sim import scenarios
 from tests.aws_faults import FAULTS, CallCounter, answer_instance_refresh, inject_fault

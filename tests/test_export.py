@@ -13,8 +13,8 @@ from scaler.aws import Clients
 from scaler.backtest import Overrides, run_backtest
 from scaler.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from scaler.cli.demo import incident_text
-from scaler.demo_seed import SeededGroup, seed_local_aws
-from scaler.embedded import LocalAws
+from scaler.demo.embedded import LocalAws
+from scaler.demo.seed import SeededGroup, seed_local_aws
 from scaler.export import MAX_POINTS_PER_CALL, ExportPlan, plan_export, resolution_for_age
 from scaler.policy import GroupPolicy, load_policy
 from scaler.signals import floor_minute

@@ -16,8 +16,8 @@ from scaler.aws import Clients
 from scaler.cli import main
 from scaler.control import SqliteStateStore
 from scaler.controller import run_tick
-from scaler.demo_seed import seed_local_aws
-from scaler.embedded import LocalAws
+from scaler.demo.embedded import LocalAws
+from scaler.demo.seed import seed_local_aws
 from scaler.policy import Policy
 from scaler.signals import Window
 from scaler.sim import scenarios

@@ -11,7 +11,7 @@ import pytest
 
 from scaler.aws import Clients
 from scaler.control import DynamoStateStore, create_table
-from scaler.demo_seed import seed_local_aws
+from scaler.demo.seed import seed_local_aws
 from scaler.errors import InputError
 from scaler.lambda_handler import TickFailedError, run_invocation
 from scaler.sim import scenarios

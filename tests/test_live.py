@@ -9,8 +9,8 @@ import pytest
 
 from scaler.aws import Clients
 from scaler.cli import EXIT_FAILED, EXIT_OK, main
-from scaler.demo_seed import seed_local_aws
-from scaler.embedded import LocalAws
+from scaler.demo.embedded import LocalAws
+from scaler.demo.seed import seed_local_aws
 from scaler.live import advise, as_of_data
 from scaler.policy import GroupPolicy, Policy
 from scaler.signals import Window

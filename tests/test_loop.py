@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scaler.control import SqliteStateStore
-from scaler.embedded import LocalAws
+from scaler.demo.embedded import LocalAws
 from scaler.errors import InputError
 from scaler.loop import parse_interval, run_every
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scaler.embedded import LocalAws
+from scaler.demo.embedded import LocalAws
 
 SCALER = str(Path(sys.executable).with_name("scaler"))
 

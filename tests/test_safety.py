@@ -28,8 +28,8 @@ from scaler.control import (
     create_table,
 )
 from scaler.controller import run_tick
-from scaler.demo_seed import seed_local_aws
-from scaler.embedded import LOCAL_CREDENTIALS, LocalAws
+from scaler.demo.embedded import LOCAL_CREDENTIALS, LocalAws
+from scaler.demo.seed import seed_local_aws
 from scaler.errors import InputError
 from scaler.policy import Policy
 from scaler.sim import scenarios

@@ -40,7 +40,9 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
 
 __all__ = [
     "AWS_CALL_ERRORS",
@@ -82,6 +84,8 @@ class Clients:
     sqs: SQSClient
     ec2: EC2Client
     dynamodb: DynamoDBClient
+    sns: SNSClient  # `scaler enrich`: enriched alarms republished to a topic
+    ssm: SSMClient  # `scaler enrich`: destination secrets kept as SecureString parameters
 
 
 def make_clients(
@@ -107,6 +111,8 @@ def make_clients(
         sqs=session.client("sqs", endpoint_url=endpoint, region_name=region, config=cfg),
         ec2=session.client("ec2", endpoint_url=endpoint, region_name=region, config=cfg),
         dynamodb=session.client("dynamodb", endpoint_url=endpoint, region_name=region, config=cfg),
+        sns=session.client("sns", endpoint_url=endpoint, region_name=region, config=cfg),
+        ssm=session.client("ssm", endpoint_url=endpoint, region_name=region, config=cfg),
     )
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from scaler.alerts.settings import AlertSettings
 from scaler.capacity import CapacitySettings
 from scaler.control.settings import RailSettings, StateSettings, TypeChangeSettings
 from scaler.errors import InputError, PolicyError
@@ -204,6 +205,10 @@ class Policy(_Strict):
         None,
         description="A snapshot from `scaler catalog refresh` (a path, relative to this file) "
         "that advise, run and backtest use instead of the bundled catalog.",
+    )
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings,
+        description="Where `scaler enrich` sends enriched pages (PagerDuty, Slack, SNS, stdout).",
     )
 
     @model_validator(mode="after")

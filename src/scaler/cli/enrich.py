@@ -1,50 +1,50 @@
-"""`scaler enrich --policy FILE [ALARM]`: a paging alert, with scaler's diagnosis added."""
+"""`scaler enrich --policy P [ALARM|-] [--send]`: an alarm, diagnosed, paged to destinations.
+
+Without `--send` it prints the diagnosis and exactly what each destination would be sent (a dry
+run, as everywhere in scaler). With it, every destination gets the page; one that fails makes
+the exit code 1 while the others still get theirs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from scaler.alerts import Alarm, group_for_alarm, parse_alarm
-from scaler.cli import EXIT_FAILED, EXIT_OK, commands
+from scaler.alerts.destinations import backends
+from scaler.alerts.destinations.stdout import enriched_json
+from scaler.alerts.parse import Alarm, parse_alarm
+from scaler.alerts.pipeline import Enriched, enrich
+from scaler.alerts.safe import MAX_INPUT_BYTES
+from scaler.alerts.send import Delivery, deliver, preview
+from scaler.alerts.settings import AlertSettings
+from scaler.aws import Clients
+from scaler.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, commands
 from scaler.cli.common import add_aws_arguments, clients_from
 from scaler.cli.views import render_tick
+from scaler.control.store import open_store
 from scaler.errors import InputError
-from scaler.live import TickAdvice, advise
-from scaler.models import Severity
-from scaler.policy import load_policy
+from scaler.policy import Policy, load_policy
 
-__all__ = ["summary_line"]
+__all__ = ["read_alarm"]
 
 
-def summary_line(alarm: Alarm, tick: TickAdvice) -> str:
-    """One line for the pager: the worst finding and the advice, or why there is none."""
-    if not tick.groups:
-        why = tick.errors[0].error if tick.errors else "no data"
-        return f"{alarm.name}: scaler could not diagnose the group: {why}"
-    group = tick.groups[0]
-    order = {Severity.CRITICAL: 0, Severity.WARNING: 1}
-    # The cause before the symptom that usually paged: a growing backlog comes last.
-    findings = sorted(
-        group.advice.findings,
-        key=lambda f: (order.get(f.severity, 2), f.kind == "backlog_growing"),
-    )
-    kinds = list(dict.fromkeys(f.kind for f in findings))
-    state = kinds[0] if kinds else "no named state"
-    if len(kinds) > 1:
-        state += f" (also {', '.join(kinds[1:])})"
-    advice = []
-    if group.proposal is not None and group.proposal != group.state.desired:
-        advice.append(f"desired capacity {group.proposal} (now {group.state.desired})")
-    if group.instance_type:
-        advice.append(f"instance type {group.instance_type}")
-    return f"{alarm.name} on {group.group}: {state}; " + (
-        ", ".join(advice) or "no capacity change advised"
-    )
+def read_alarm(source: str) -> Alarm:
+    """The alarm in file `source` ('-': stdin), read no further than an alarm can be long."""
+    where = "<stdin>" if source == "-" else source
+    try:
+        if source == "-":
+            raw = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        else:
+            with Path(source).open("rb") as handle:
+                raw = handle.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read the alarm: {exc.strerror or exc}") from None
+    return parse_alarm(raw, where)
 
 
 def _add(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -53,8 +53,13 @@ def _add(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
         "alarm",
         nargs="?",
         default="-",
-        help="alarm notification JSON: SNS message or envelope, Lambda SNS event, or EventBridge "
-        "event (default: stdin)",
+        help="the alarm: CloudWatch through SNS (message, HTTP envelope, Lambda event), "
+        "EventBridge, a Lambda alarm action, or an Alertmanager webhook (default: stdin)",
+    )
+    parser.add_argument(
+        "--send",
+        action="store_true",
+        help="send the page to the policy's alerts.destinations (default: show what would go)",
     )
     parser.add_argument("--format", choices=["text", "json"], default="text")
     add_aws_arguments(parser)
@@ -63,29 +68,90 @@ def _add(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
 
 def _run(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
-    where = "<stdin>" if args.alarm == "-" else args.alarm
-    try:
-        text = sys.stdin.read() if args.alarm == "-" else Path(args.alarm).read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{where}: cannot read the alarm: {exc}") from exc
-    alarm = parse_alarm(text, where)
-    group = group_for_alarm(alarm, policy)
-    # The diagnosis of the moment it paged (never later than now, for alarms sent late).
-    when = min(alarm.at, datetime.now(UTC))
-    tick = advise(policy.model_copy(update={"groups": [group]}), clients_from(args), now=when)
-    line = summary_line(alarm, tick)
-    if args.format == "json":
-        enriched = {
-            "alarm": alarm.model_dump(mode="json"),
-            "group": group.name,
-            "summary": line,
-            "diagnosis": tick.advice().to_json_dict(),
-        }
-        print(json.dumps(enriched, indent=2))
+    alarm = read_alarm(args.alarm)
+    clients = clients_from(args)
+    now = datetime.now(UTC)
+    enriched = enrich(alarm, policy, clients, now=now)
+    page = enriched.page
+    # stdout is this command's own output, printed below: the others are the deliveries.
+    settings = policy.alerts.model_copy(
+        update={"destinations": [d for d in policy.alerts.destinations if d.type != "stdout"]}
+    )
+    if args.send:
+        deliveries = _send(enriched, policy, settings, clients, now)
     else:
-        head = f"{alarm.state} {alarm.name} at {alarm.at:%Y-%m-%d %H:%M} UTC: {alarm.reason}"
-        print(render_tick(tick, f"{line}\n{head}"))
-    return EXIT_FAILED if tick.errors else EXIT_OK
+        deliveries = preview(page, settings)
+    if args.format == "json":
+        out = enriched_json(page)
+        out["deliveries"] = [d.model_dump(mode="json") for d in deliveries]
+        out["sent"] = bool(args.send)
+        print(json.dumps(out, indent=2))
+    else:
+        print(_text(enriched, deliveries, sent=args.send))
+    failed = [d for d in deliveries if d.failed]
+    for delivery in failed:
+        print(f"scaler: failed: {delivery.error}", file=sys.stderr)
+    if failed:
+        return EXIT_FAILED
+    if enriched.unmatched:
+        print(f"scaler: error: {page.unavailable}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED if page.unavailable else EXIT_OK
 
 
-commands.register("enrich")(("add scaler's diagnosis to a CloudWatch alarm notification", _add))
+def _send(
+    enriched: Enriched,
+    policy: Policy,
+    settings: AlertSettings,
+    clients: Clients,
+    now: datetime,
+) -> list[Delivery]:
+    needs_store = any(backends.get(d.type).once_per_change for d in settings.destinations)
+    store = (
+        open_store(policy.state, environ=os.environ, dynamodb=clients.dynamodb)
+        if needs_store
+        else None
+    )
+    try:
+        return deliver(
+            enriched.page, settings, clients=clients, store=store, environ=os.environ, now=now
+        )
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _text(enriched: Enriched, deliveries: list[Delivery], *, sent: bool) -> str:
+    page = enriched.page
+    alarm = page.alarm
+    head = f"{alarm.state} {alarm.name} at {alarm.at:%Y-%m-%d %H:%M} UTC: {alarm.reason}"
+    if enriched.tick is not None:
+        lines = [render_tick(enriched.tick, f"{page.summary}\n{head}")]
+    else:
+        lines = [page.summary, head]
+    if page.unavailable and enriched.tick is not None:
+        lines.append(f"diagnosis unavailable: {page.unavailable}")
+    if not deliveries:
+        lines += ["", "No destinations under alerts: in the policy; nothing to send."]
+        return "\n".join(lines)
+    lines += ["", "Sent:" if sent else "Would send (a dry run; --send sends):"]
+    for d in deliveries:
+        if sent:
+            outcome = (
+                f"FAILED: {d.error}"
+                if d.failed
+                else (f"skipped: {d.skipped}" if d.skipped else f"sent ({d.note})")
+            )
+            lines.append(f"  {d.type} -> {d.target}: {outcome}")
+        else:
+            lines.append(f"  {d.type} -> {d.target}:")
+            lines += [
+                f"    {line}"
+                for line in json.dumps(d.request, indent=2, ensure_ascii=False).splitlines()
+            ]
+    return "\n".join(lines)
+
+
+commands.register("enrich")(
+    ("diagnose a paging alarm and send the enriched page (PagerDuty, Slack, SNS)", _add)
+)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import boto3
 
-from scaler.errors import ScalerError
+from scaler.errors import InputError, ScalerError
 
 __all__ = ["LOCAL_CREDENTIALS", "LocalAws", "local_aws", "local_session"]
 
@@ -57,8 +58,8 @@ def _answer_instance_refreshes() -> None:
 
 
 @contextlib.contextmanager
-def local_aws() -> Iterator[LocalAws]:
-    """Start a moto server on a free loopback port for the duration of the block."""
+def local_aws(port: int = 0) -> Iterator[LocalAws]:
+    """Start a moto server on a loopback port (0: a free one) for the duration of the block."""
     try:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -69,10 +70,22 @@ def local_aws() -> Iterator[LocalAws]:
     # werkzeug logs every request, and a traceback for each API moto lacks, to stderr.
     logging.getLogger("werkzeug").disabled = True
     _answer_instance_refreshes()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    if port:
+        _check_free(port)  # moto's server thread would die on a taken port, and start() hang
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()
         yield LocalAws(endpoint_url=f"http://{host}:{port}")
     finally:
         server.stop()
+
+
+def _check_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise InputError(
+                f"--port {port}: {exc.strerror or exc}; choose another port (or 0 for a free one)"
+            ) from None
