@@ -125,7 +125,8 @@ class CallRecorder:
 
 @dataclass(frozen=True)
 class World:
-    """Two groups on the local AWS: one the incident scales out, one whose type changes."""
+    """Two groups on the local AWS: one the incident scales out (launched from a launch
+    configuration), one whose type changes (pinned to launch template version 1)."""
 
     aws: LocalAws
     clients: Clients
@@ -224,7 +225,7 @@ def _move_to_a_launch_configuration(clients: Clients, asg: str) -> None:
 
 
 @dataclass
-class LambdaContext:
+class Context:
     """What Lambda passes: a request id and the time left."""
 
     aws_request_id: str = "req-1"
@@ -289,7 +290,7 @@ def lambda_tick(world: World, recorder: CallRecorder, table: str, *, apply: bool
     }
     with redirect_stdout(io.StringIO()):  # the function logs its report
         calls = recorder.during(
-            lambda: run_invocation(LambdaContext(), clients=clients, environ=environ, now=TICK)
+            lambda: run_invocation(Context(), clients=clients, environ=environ, now=TICK)
         )
     assert (world.desired(), world.template_versions()) == ((12, 2) if apply else (8, 1))
     return calls
