@@ -21,6 +21,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/cfn-lint infra/lambda/template.yaml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src
