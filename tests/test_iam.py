@@ -28,8 +28,8 @@ import scaler.cli.common
 from scaler.aws import Clients
 from scaler.cli import EXIT_OK, main
 from scaler.control import create_table
-from scaler.demo_seed import seed_local_aws
-from scaler.embedded import LOCAL_CREDENTIALS, LocalAws
+from scaler.demo.embedded import LOCAL_CREDENTIALS, LocalAws
+from scaler.demo.seed import seed_local_aws
 from scaler.lambda_handler import run_invocation
 from scaler.sim import scenarios
 from tests.aws_faults import answer_instance_refresh
@@ -52,7 +52,9 @@ IAM_PREFIX = {
     "CloudWatch": "cloudwatch",
     "DynamoDB": "dynamodb",
     "EC2": "ec2",
+    "SNS": "sns",
     "SQS": "sqs",
+    "SSM": "ssm",
 }
 # TransactWriteItems has no IAM action of its own: each item is authorized as its single call.
 TRANSACT_ITEM_ACTION = {
