@@ -149,13 +149,25 @@ def test_a_dead_holders_lease_fails_every_invocation_until_it_expires(
     assert report["groups"][0]["status"] == "decided"
 
 
-def test_clients_are_made_when_first_used(aws: LocalAws, environ: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("live", "made"),
+    [
+        ("", {"dynamodb", "autoscaling", "ec2", "sqs", "cloudwatch"}),  # SQS gates the reads
+        ("live:\n  full_read_every_minutes: 1\n", {"dynamodb", "autoscaling", "ec2", "cloudwatch"}),
+    ],
+)
+def test_clients_are_made_when_first_used(
+    aws: LocalAws, environ: dict[str, str], tmp_path: Path, live: str, made: set[str]
+) -> None:
     """A fresh set of clients makes none up front, and a tick makes only those it calls."""
+    policy = tmp_path / "live.yaml"
+    policy.write_text(Path(environ["SCALER_POLICY"]).read_text() + live)
     fresh = make_clients(local_session(), endpoint_url=aws.endpoint_url)
     assert fresh.made == ()
-    run_invocation(Context(), clients=fresh, environ={**environ, "SCALER_APPLY": "0"}, now=TICK)
-    assert set(fresh.made) == {"dynamodb", "autoscaling", "ec2", "cloudwatch"}
-    assert fresh.sqs is fresh.sqs  # made once, then reused
+    env = {**environ, "SCALER_APPLY": "0", "SCALER_POLICY": str(policy)}
+    run_invocation(Context(), clients=fresh, environ=env, now=TICK)
+    assert set(fresh.made) == made
+    assert fresh.cloudwatch is fresh.cloudwatch  # made once, then reused
 
 
 @pytest.mark.parametrize(
