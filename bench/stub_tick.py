@@ -27,7 +27,7 @@ import numpy as np
 from scaler.aws import Clients, make_clients
 from scaler.embedded import local_session
 from scaler.live import TickAdvice, advise
-from scaler.policy import GroupPolicy, Policy
+from scaler.policy import GroupPolicy, LiveSettings, Policy
 from scaler.signals import Signal, Window
 from scaler.sim import scenarios
 from scaler.sources.autoscaling import DESCRIBE_BATCH
@@ -75,10 +75,12 @@ class StubAws:
         self._in_service = max(int(finite[-1]), 1)
         self._series = _raw_series(window)
         self._params: dict[str, Any] = {}
+        visible = window.get(Signal.QUEUE_VISIBLE.value)
+        self.queue_visible = int(np.nan_to_num(visible[-1])) if visible is not None else 0
 
     def install(self, clients: Clients) -> None:
         """Answer every call of these clients (nothing reaches the network)."""
-        for client in (clients.autoscaling, clients.ec2, clients.cloudwatch):
+        for client in (clients.autoscaling, clients.ec2, clients.cloudwatch, clients.sqs):
             client.meta.events.register("before-parameter-build.*.*", self._keep_params)
             client.meta.events.register("before-call.*.*", self._answer)
 
@@ -125,6 +127,20 @@ class StubAws:
             ]
         }
 
+    def _GetQueueUrl(self, params: Mapping[str, Any]) -> Any:  # noqa: N802
+        return {
+            "QueueUrl": f"https://sqs.us-east-1.amazonaws.com/123456789012/{params['QueueName']}"
+        }
+
+    def _GetQueueAttributes(self, params: Mapping[str, Any]) -> Any:  # noqa: N802
+        return {
+            "Attributes": {
+                "ApproximateNumberOfMessages": str(self.queue_visible),
+                "ApproximateNumberOfMessagesNotVisible": "10",
+                "ApproximateNumberOfMessagesDelayed": "0",
+            }
+        }
+
     def _GetMetricData(self, params: Mapping[str, Any]) -> Any:  # noqa: N802
         results = []
         for query in params["MetricDataQueries"]:
@@ -168,6 +184,8 @@ class TickFigures:
     warm_calls: dict[str, int]
     advised: int
     failed: int
+    calm_cpu_s: float
+    calm_calls: dict[str, int]
 
     def minimum_calls(self) -> dict[str, int]:
         """The fewest calls a warm tick can make: batches of 50 groups, of 500 queries."""
@@ -178,21 +196,46 @@ class TickFigures:
         }
 
 
-def tick_figures(groups: int, window: Window | None = None) -> TickFigures:
-    """Two ticks over `groups` stubbed groups, timed in CPU seconds."""
-    window = window or incident_tail()
+def _timed_ticks(
+    window: Window, groups: int, policy: Policy, minutes: tuple[int, ...]
+) -> list[tuple[float, dict[str, int], TickAdvice]]:
+    """Ticks on one set of clients at `minutes` past the window's end: CPU, calls, result."""
     stub = StubAws(window, groups)
     clients = make_clients(local_session(), endpoint_url="http://stubbed.invalid")
     stub.install(clients)
-    policy = Policy(groups=[GroupPolicy(name=f"g{i}") for i in range(groups)])
-    now = window.end + timedelta(minutes=1)
-    figures: list[tuple[float, dict[str, int], TickAdvice]] = []
-    for _ in range(2):
+    out = []
+    for minute in minutes:
         stub.calls.clear()
         started = time.process_time()
-        tick = advise(policy, clients, now=now)
-        figures.append((time.process_time() - started, dict(stub.calls), tick))
-    (cold_s, cold_calls, _), (warm_s, warm_calls, warm) = figures
+        tick = advise(policy, clients, now=window.end + timedelta(minutes=1 + minute))
+        out.append((time.process_time() - started, dict(stub.calls), tick))
+    return out
+
+
+def tick_figures(
+    groups: int, window: Window | None = None, calm: Window | None = None
+) -> TickFigures:
+    """A tick that reads every group (twice: cold, then warm), and a calm gated tick."""
+    window = window or incident_tail()
+    calm = calm or calm_tail()
+    # Every group in trouble: every tick reads CloudWatch for all (the worst case).
+    every_tick = Policy(
+        groups=[GroupPolicy(name=f"g{i}") for i in range(groups)],
+        live=LiveSettings(full_read_every_minutes=1),
+    )
+    (cold_s, cold_calls, _), (warm_s, warm_calls, warm) = _timed_ticks(
+        window, groups, every_tick, (0, 0)
+    )
+    # Every group calm, held at its size: the second tick reads only the queues.
+    in_service = StubAws(calm, 1)._in_service
+    gated = Policy(
+        groups=[
+            GroupPolicy(name=f"g{i}", min_size=in_service, max_size=in_service)
+            for i in range(groups)
+        ]
+    )
+    _, (calm_s, calm_calls, calm_tick) = _timed_ticks(calm, groups, gated, (0, 1))
+    assert calm_tick.full_reads == 0, "the calm tick read CloudWatch: the bench's calm is not"
     return TickFigures(
         groups=groups,
         cold_cpu_s=cold_s,
@@ -201,7 +244,14 @@ def tick_figures(groups: int, window: Window | None = None) -> TickFigures:
         warm_calls=warm_calls,
         advised=len(warm.groups),
         failed=len(warm.errors),
+        calm_cpu_s=calm_s,
+        calm_calls=calm_calls,
     )
+
+
+def calm_tail(minutes: int = 180) -> Window:
+    """A healthy fleet at a night-time trough: nothing to find."""
+    return scenarios.healthy_diurnal(0.1).window.tail(minutes)
 
 
 def scale_figures(counts: tuple[int, ...] = GROUP_COUNTS) -> tuple[list[str], list[TickFigures]]:

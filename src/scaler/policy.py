@@ -173,7 +173,7 @@ class LiveSettings(_Strict):
         "shows, but the rails never scale in on it (default 10; CloudWatch lags a few minutes).",
     )
     full_read_every_minutes: int = Field(
-        10,
+        15,
         ge=1,
         le=60,
         description="While a group's queue is calm and nothing is open, read its CloudWatch "
