@@ -10,16 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from scaler.aws import Clients
+from scaler.aws import Clients, RetryPolicy
 from scaler.cli import EXIT_OK, main
 from scaler.demo_seed import seed_local_aws
 from scaler.embedded import LocalAws
 from scaler.live import GroupAdvice, LastRead, full_read_due
-from scaler.models import Advice, GroupState
+from scaler.models import Advice, GroupError, GroupState
 from scaler.sim import scenarios
-from scaler.sources.sqs import QueueDepth
+from scaler.sources.sqs import QueueDepth, read_queue_depths
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+FAST = RetryPolicy(max_attempts=2, max_total_s=2, initial_backoff_s=0.001, max_backoff_s=0.005)
 STATE = GroupState(name="w", desired=8, min_size=1, max_size=20, in_service=8)
 
 
@@ -153,3 +154,26 @@ def test_a_calm_queue_reads_cloudwatch_only_when_due(
             assert group["advice"]["proposal"] is None  # the rails hold between reads
             assert group["advice"]["data_complete"] is False
     assert said_calm == calm_ticks
+
+
+@pytest.mark.parametrize(
+    ("ask_by", "sent", "expected"),
+    [
+        ("name", 3, QueueDepth(visible=3, in_flight=0, delayed=0)),
+        ("url", 2, QueueDepth(visible=2, in_flight=0, delayed=0)),
+        ("missing", 0, None),
+    ],
+)
+def test_queue_depth_from_sqs(
+    clients: Clients, ask_by: str, sent: int, expected: QueueDepth | None
+) -> None:
+    """By name or URL, the queue's counts now; a queue that does not exist is an error."""
+    url = clients.sqs.create_queue(QueueName="work")["QueueUrl"]
+    for i in range(sent):
+        clients.sqs.send_message(QueueUrl=url, MessageBody=str(i))
+    queue = {"name": "work", "url": url, "missing": "no-such-queue"}[ask_by]
+    got = read_queue_depths(clients.sqs, [queue], retry=FAST)[queue]
+    if expected is None:
+        assert isinstance(got, GroupError) and "GetQueueUrl" in got.error
+    else:
+        assert got == expected
