@@ -147,6 +147,9 @@ def advise(
             g.queue_name for g in policy.groups if isinstance(states[g.asg_name], GroupState)
         ]
         depths = read_queue_depths(clients.sqs, readable, retry=retry)
+        for queue, unread in depths.items():
+            if isinstance(unread, GroupError):  # not fatal: the group's metrics are read instead
+                log.warning("queue_depth_unread", queue=queue, error=unread.error)
     reasons: dict[str, str | None] = {}
     for g in policy.groups:
         depth = depths.get(g.queue_name)
