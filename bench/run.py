@@ -88,6 +88,8 @@ def _json_figures() -> dict[str, object]:
         "iowait_detection_minutes_today": cost.iowait_minutes["today"],
         "tick_cpu_s": {str(f.groups): round(f.warm_cpu_s, 3) for f in scale},
         "tick_cpu_s_first": {str(f.groups): round(f.cold_cpu_s, 3) for f in scale},
+        "tick_cpu_s_calm": {str(f.groups): round(f.calm_cpu_s, 3) for f in scale},
+        "tick_calls_calm": {str(f.groups): f.calm_calls for f in scale},
         "tick_calls": {str(f.groups): f.warm_calls for f in scale},
         "tick_calls_first": {str(f.groups): f.cold_calls for f in scale},
         **{k: round(v, 3) for k, v in cold.items()},
