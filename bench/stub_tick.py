@@ -15,6 +15,7 @@ the first finds every launch template unknown, the second finds them cached.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -74,7 +75,8 @@ class StubAws:
         finite = counts[np.isfinite(counts)] if counts is not None else np.array([1.0])
         self._in_service = max(int(finite[-1]), 1)
         self._series = _raw_series(window)
-        self._params: dict[str, Any] = {}
+        self._local = threading.local()  # each thread's call in flight (SQS reads in parallel)
+        self._lock = threading.Lock()
         visible = window.get(Signal.QUEUE_VISIBLE.value)
         self.queue_visible = int(np.nan_to_num(visible[-1])) if visible is not None else 0
 
@@ -86,14 +88,15 @@ class StubAws:
 
     def _keep_params(self, params: Mapping[str, Any], **_: Any) -> None:
         # before-call sees the serialized request; the call's own parameters are read here.
-        self._params = dict(params)
+        self._local.params = dict(params)
 
     def _answer(self, model: Any, **_: Any) -> tuple[_Http, Any]:
-        self.calls[model.name] += 1
+        with self._lock:
+            self.calls[model.name] += 1
         answer = getattr(self, f"_{model.name}", None)
         if answer is None:
             raise AssertionError(f"the stub does not answer {model.name}")
-        return _Http(), answer(self._params)
+        return _Http(), answer(self._local.params)
 
     def _DescribeAutoScalingGroups(self, params: Mapping[str, Any]) -> Any:  # noqa: N802
         groups = []

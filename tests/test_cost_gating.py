@@ -177,3 +177,17 @@ def test_queue_depth_from_sqs(
         assert isinstance(got, GroupError) and "GetQueueUrl" in got.error
     else:
         assert got == expected
+
+
+def test_many_queues_are_read_in_parallel_each_to_its_own_depth(clients: Clients) -> None:
+    """Twenty queues at once (SQS has no batch read): each answer lands on its own queue."""
+    names = [f"q{i}" for i in range(20)]
+    for i, name in enumerate(names):
+        url = clients.sqs.create_queue(QueueName=name)["QueueUrl"]
+        for j in range(i % 4):
+            clients.sqs.send_message(QueueUrl=url, MessageBody=str(j))
+    depths = read_queue_depths(clients.sqs, names, retry=FAST, workers=8)
+    assert list(depths) == names
+    assert [d.visible for d in depths.values() if isinstance(d, QueueDepth)] == [
+        i % 4 for i in range(20)
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
@@ -21,7 +22,10 @@ from scaler.models import GroupError
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["QUEUE_ATTRIBUTES", "QueueDepth", "read_queue_depths"]
+__all__ = ["PARALLEL_REQUESTS", "QUEUE_ATTRIBUTES", "QueueDepth", "read_queue_depths"]
+
+#: GetQueueAttributes requests in flight at once (SQS has no batch form of the call).
+PARALLEL_REQUESTS = 16
 
 #: What one GetQueueAttributes call asks for: messages waiting, being worked on, and delayed.
 QUEUE_ATTRIBUTES = (
@@ -50,12 +54,21 @@ class QueueDepth(BaseModel):
 
 
 def read_queue_depths(
-    sqs: SQSClient, queues: Sequence[str], *, retry: RetryPolicy = DEFAULT_RETRY
+    sqs: SQSClient,
+    queues: Sequence[str],
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    workers: int = PARALLEL_REQUESTS,
 ) -> dict[str, QueueDepth | GroupError]:
-    """Each queue's depth (keyed as given: a name or a URL), or an error saying why not."""
+    """Each queue's depth (keyed as given: a name or a URL), or an error saying why not.
+
+    SQS has no batch read of attributes, so a request a queue; they run `workers` at a time
+    (boto3 clients are safe to share between threads), so thousands fit in a minute's tick.
+    """
     urls = _URLS.setdefault(sqs, {})
-    out: dict[str, QueueDepth | GroupError] = {}
-    for queue in dict.fromkeys(queues):
+    unique = list(dict.fromkeys(queues))
+
+    def one(queue: str) -> QueueDepth | GroupError:
         try:
             if queue not in urls:
                 urls[queue] = _url(sqs, queue, retry)
@@ -69,16 +82,20 @@ def read_queue_depths(
                 AttributeNames=list(QUEUE_ATTRIBUTES),
             )
             attributes = answer["Attributes"]
-            out[queue] = QueueDepth(
+            return QueueDepth(
                 visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
                 in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
                 delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
             )
         except AwsCallError as exc:
-            out[queue] = GroupError(
+            return GroupError(
                 group=queue, error=str(exc), retryable=isinstance(exc, RetryableAwsError)
             )
-    return out
+
+    if len(unique) <= 1 or workers <= 1:
+        return {queue: one(queue) for queue in unique}
+    with ThreadPoolExecutor(max_workers=min(workers, len(unique))) as pool:
+        return dict(zip(unique, pool.map(one, unique), strict=True))
 
 
 def _url(sqs: SQSClient, queue: str, retry: RetryPolicy) -> str:
