@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 
 from scaler.aws import Clients, RetryPolicy
@@ -188,3 +189,51 @@ def test_denied_template_lookup_fails_only_the_groups_that_need_it(clients: Clie
     assert isinstance(failed, GroupError)
     assert "ec2:DescribeLaunchTemplateVersions for group 'templated'" in failed.error
     assert isinstance(states["configured"], GroupState)
+
+
+@pytest.mark.parametrize(
+    ("version", "lookups_over_two_reads"),
+    [
+        ("1", 1),  # a numbered version never changes: read once per client
+        ("$Latest", 2),  # may move between ticks: read every time
+        ("$Default", 2),
+    ],
+)
+def test_numbered_template_versions_are_read_once_per_client(
+    clients: Clients, version: str, lookups_over_two_reads: int
+) -> None:
+    """Two ticks on one set of clients (a `--every` loop, a warm Lambda) ask EC2 once for 1."""
+    template_id = make_template(clients, "w-template", "m5.xlarge")
+    make_group(clients, "w", LaunchTemplate={"LaunchTemplateId": template_id, "Version": version})
+    templates: list[int] = []
+    clients.ec2.meta.events.register(
+        "before-call.ec2.DescribeLaunchTemplateVersions", lambda **_: templates.append(1)
+    )
+    for _ in range(2):
+        state = read_group_states(
+            clients.autoscaling, clients.ec2, ["w"], include_activity=False, retry=FAST
+        )["w"]
+        assert isinstance(state, GroupState) and state.instance_type == "m5.xlarge"
+    assert len(templates) == lookups_over_two_reads
+
+
+def test_a_group_moved_to_a_new_numbered_version_reads_its_type(clients: Clients) -> None:
+    """The memory is per version: moving the group to version 2 reads version 2's type."""
+    template_id = make_template(clients, "w-template", "m5.xlarge")
+    make_group(clients, "w", LaunchTemplate={"LaunchTemplateId": template_id, "Version": "1"})
+    data: Any = {"InstanceType": "c5.2xlarge", "ImageId": AMI}
+    clients.ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, LaunchTemplateData=data
+    )
+    types = []
+    for version in ("1", "2", "1"):
+        clients.autoscaling.update_auto_scaling_group(
+            AutoScalingGroupName="w",
+            LaunchTemplate={"LaunchTemplateId": template_id, "Version": version},
+        )
+        state = read_group_states(
+            clients.autoscaling, clients.ec2, ["w"], include_activity=False, retry=FAST
+        )["w"]
+        assert isinstance(state, GroupState)
+        types.append(state.instance_type)
+    assert types == ["m5.xlarge", "c5.2xlarge", "m5.xlarge"]

@@ -378,3 +378,38 @@ def test_bad_overrides_name_the_problem() -> None:
         MetricOverride(period_s=90)
     with pytest.raises(ValueError, match="unknown placeholder"):
         MetricOverride(dimensions={"AutoScalingGroupName": "{asg_name}"})
+
+
+@pytest.mark.parametrize(
+    ("seconds_before_now", "values", "expected"),
+    [
+        # newest first, as ScanBy=TimestampDescending would bring them: placed by time
+        ([60, 120, 180], [3.0, 2.0, 1.0], [1.0, 2.0, 3.0]),
+        # two datapoints in one minute: the later one is kept, whatever the answer's order
+        ([150, 180, 120], [2.5, 1.0, 2.0], [2.5, 2.0, math.nan]),
+        ([180, 150], [1.0, 2.5], [2.5, math.nan, math.nan]),
+        # before the window and in the open minute: dropped
+        ([240, 0, 120], [9.0, 9.0, 2.0], [math.nan, 2.0, math.nan]),
+        ([], [], None),  # nothing at all: absent
+    ],
+)
+def test_datapoints_land_on_their_minute(
+    seconds_before_now: list[int], values: list[float], expected: list[float] | None
+) -> None:
+    """Each datapoint lands on the minute it starts; the later of two in one minute wins."""
+    client = boto3.Session(**LOCAL_CREDENTIALS).client("cloudwatch")
+    only_queue = {
+        s.value: MetricOverride(enabled=False) for s in Signal if s.value != "queue_visible"
+    }
+    target = MetricTarget.build("g", overrides=only_queue)
+    stamps = [NOW - timedelta(seconds=s) for s in seconds_before_now]
+    answer = {"Id": "g0_queue_visible", "Timestamps": stamps, "Values": values}
+    with Stubber(client) as stub:
+        stub.add_response("get_metric_data", {"MetricDataResults": [answer]})
+        result = CloudWatchSource(client).fetch([target], start=NOW - timedelta(minutes=3), end=NOW)
+    series = result.windows["g"].series.get("queue_visible")
+    if expected is None:
+        assert series is None
+    else:
+        assert series is not None
+        np.testing.assert_array_equal(series, expected)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -9,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from scaler.aws import Clients
+from scaler.aws import Clients, make_clients
 from scaler.control import DynamoStateStore, create_table
+from scaler.demo.embedded import LocalAws, local_session
 from scaler.demo.seed import seed_local_aws
 from scaler.errors import InputError
 from scaler.lambda_handler import TickFailedError, run_invocation
@@ -144,3 +147,48 @@ def test_a_dead_holders_lease_fails_every_invocation_until_it_expires(
     later = TICK + timedelta(minutes=4)  # past the dead lease's expiry
     report = run_invocation(Context("req-3"), clients=clients, environ=environ, now=later)
     assert report["groups"][0]["status"] == "decided"
+
+
+@pytest.mark.parametrize(
+    ("live", "made"),
+    [
+        (
+            "live:\n  full_read_every_minutes: 15\n",
+            {"dynamodb", "autoscaling", "ec2", "sqs", "cloudwatch"},
+        ),
+        ("", {"dynamodb", "autoscaling", "ec2", "cloudwatch"}),  # the default: every tick reads
+    ],
+)
+def test_clients_are_made_when_first_used(
+    aws: LocalAws, environ: dict[str, str], tmp_path: Path, live: str, made: set[str]
+) -> None:
+    """A fresh set of clients makes none up front, and a tick makes only those it calls."""
+    policy = tmp_path / "live.yaml"
+    policy.write_text(Path(environ["SCALER_POLICY"]).read_text() + live)
+    fresh = make_clients(local_session(), endpoint_url=aws.endpoint_url)
+    assert fresh.made == ()
+    env = {**environ, "SCALER_APPLY": "0", "SCALER_POLICY": str(policy)}
+    run_invocation(Context(), clients=fresh, environ=env, now=TICK)
+    assert set(fresh.made) == made
+    assert fresh.cloudwatch is fresh.cloudwatch  # made once, then reused
+
+
+@pytest.mark.parametrize(
+    ("module", "loaded_at_import"),
+    [
+        ("scaler.controller", False),  # the tick's code waits for the first invocation
+        ("scaler.engine", False),
+        ("numpy", False),
+        ("boto3", True),
+        ("scaler.aws", True),
+    ],
+)
+def test_importing_the_handler_loads_only_what_init_needs(
+    module: str, loaded_at_import: bool
+) -> None:
+    """Lambda's init phase imports the handler; the rules and numpy load at the first tick."""
+    probe = f"import sys, scaler.lambda_handler; print({module!r} in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    assert out == str(loaded_at_import)

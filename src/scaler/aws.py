@@ -8,9 +8,10 @@ failure) and `outcome_unknown` (whether a failed call may still have run).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
 import structlog
@@ -75,17 +76,66 @@ _CONFIG = Config(
 )
 
 
-@dataclass(frozen=True)
 class Clients:
-    """The AWS clients scaler uses, all from one session and endpoint."""
+    """The AWS clients scaler uses, all from one session and endpoint, each made on first use.
 
-    autoscaling: AutoScalingClient
-    cloudwatch: CloudWatchClient
-    sqs: SQSClient
-    ec2: EC2Client
-    dynamodb: DynamoDBClient
-    sns: SNSClient  # `scaler enrich`: enriched alarms republished to a topic
-    ssm: SSMClient  # `scaler enrich`: destination secrets kept as SecureString parameters
+    Making a client loads its service's model (tens of milliseconds each); a tick that never
+    calls SQS, or a dry-run that never writes, does not pay for those clients.
+    """
+
+    #: Every service scaler may call, by the attribute that holds its client.
+    SERVICES = ("autoscaling", "cloudwatch", "sqs", "ec2", "dynamodb", "sns", "ssm")
+
+    def __init__(self, make: Callable[[str], Any]) -> None:
+        self._make = make
+        self._made: dict[str, Any] = {}
+        self._lock = threading.Lock()  # boto3 does not make clients safely from two threads
+
+    def _client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._made:
+                self._made[service] = self._make(service)
+            return self._made[service]
+
+    @property
+    def made(self) -> tuple[str, ...]:
+        """The services whose clients exist so far, in the order they were made."""
+        return tuple(self._made)
+
+    @property
+    def autoscaling(self) -> AutoScalingClient:
+        """Auto Scaling: group state, and the capacity changes of apply mode."""
+        return cast("AutoScalingClient", self._client("autoscaling"))
+
+    @property
+    def cloudwatch(self) -> CloudWatchClient:
+        """CloudWatch: every signal's metrics."""
+        return cast("CloudWatchClient", self._client("cloudwatch"))
+
+    @property
+    def sqs(self) -> SQSClient:
+        """SQS: the queue's current depth (GetQueueAttributes), and the local demo's queues."""
+        return cast("SQSClient", self._client("sqs"))
+
+    @property
+    def ec2(self) -> EC2Client:
+        """EC2: launch template versions (instance types)."""
+        return cast("EC2Client", self._client("ec2"))
+
+    @property
+    def dynamodb(self) -> DynamoDBClient:
+        """DynamoDB: the shared state table, where the policy uses one."""
+        return cast("DynamoDBClient", self._client("dynamodb"))
+
+    @property
+    def sns(self) -> SNSClient:
+        """SNS: `scaler enrich` republishes enriched alarms to a topic."""
+        return cast("SNSClient", self._client("sns"))
+
+    @property
+    def ssm(self) -> SSMClient:
+        """SSM: `scaler enrich`'s destination secrets, kept as SecureString parameters."""
+        return cast("SSMClient", self._client("ssm"))
 
 
 def make_clients(
@@ -95,25 +145,21 @@ def make_clients(
     region_name: str | None = None,
     config: Config | None = None,
 ) -> Clients:
-    """Clients from the boto3 chain; `endpoint_url` (or SCALER_ENDPOINT_URL) redirects all."""
+    """Clients from the boto3 chain; `endpoint_url` (or SCALER_ENDPOINT_URL) redirects all.
+
+    The session, endpoint and region are settled here, now; each client is made when first used.
+    """
     session = boto3_session or boto3.Session()
     endpoint = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
     region = region_name or session.region_name or "us-east-1"
     cfg = _CONFIG.merge(config) if config else _CONFIG
 
-    return Clients(
-        autoscaling=session.client(
-            "autoscaling", endpoint_url=endpoint, region_name=region, config=cfg
-        ),
-        cloudwatch=session.client(
-            "cloudwatch", endpoint_url=endpoint, region_name=region, config=cfg
-        ),
-        sqs=session.client("sqs", endpoint_url=endpoint, region_name=region, config=cfg),
-        ec2=session.client("ec2", endpoint_url=endpoint, region_name=region, config=cfg),
-        dynamodb=session.client("dynamodb", endpoint_url=endpoint, region_name=region, config=cfg),
-        sns=session.client("sns", endpoint_url=endpoint, region_name=region, config=cfg),
-        ssm=session.client("ssm", endpoint_url=endpoint, region_name=region, config=cfg),
-    )
+    def make(service: str) -> Any:
+        return session.client(  # type: ignore[call-overload]
+            service, endpoint_url=endpoint, region_name=region, config=cfg
+        )
+
+    return Clients(make)
 
 
 # THE list of error codes worth waiting for: throttling (botocore's standard list, minus quota

@@ -28,11 +28,8 @@ from typing import Any, Protocol
 from botocore.config import Config
 
 from scaler.aws import Clients, RetryPolicy, make_clients
-from scaler.control import SqliteStateStore, open_store
-from scaler.controller import run_tick
 from scaler.errors import InputError, ScalerError
 from scaler.logs import configure_logging
-from scaler.policy import load_policy
 
 __all__ = [
     "APPLY_ENV",
@@ -89,6 +86,12 @@ def run_invocation(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """One tick as a Lambda invocation: the report as JSON, or TickFailedError after logging it."""
+    # The tick's code (policy, rules, numpy, the controller) loads on the first invocation, not
+    # at import: Lambda's init phase then costs little more than boto3's own import.
+    from scaler.control import SqliteStateStore, open_store
+    from scaler.controller import run_tick
+    from scaler.policy import load_policy
+
     policy = load_policy(environ.get(POLICY_ENV, "policy.yaml"))
     store = open_store(policy.state, environ=environ, dynamodb=clients.dynamodb, retry=RETRY)
     if isinstance(store, SqliteStateStore):

@@ -4,6 +4,15 @@ Every group of the policy is read together (Auto Scaling in batches of 50, Cloud
 GetMetricData calls of up to 500 queries), then evaluated alone: one group's failure is an
 error in the output, never a stop for the others.
 
+What it costs: CloudWatch bills GetMetricData per metric requested, 17 a group a read. So a
+tick reads every queue's depth from SQS (GetQueueAttributes: current, billed per request) and
+reads a group's CloudWatch metrics only when `full_read_due` says so: every
+`live.full_read_every_minutes` while the queue is calm, and every tick while the queue grows
+or the group's last advice had a finding or a proposal. Between full reads a group repeats its
+last findings, proposes nothing (the rails hold) and says why. What a full read concluded is
+kept in memory for as long as the clients live (a `--every` loop, a warm Lambda); a process
+that starts fresh reads everything on its first tick.
+
 CloudWatch publishes SQS and EC2 datapoints a few minutes late, so the newest minutes of a
 window are often empty. A tick therefore judges the group as of the last minute that has the
 queue and the instance count (its *data age* says how old that is), and calls the data
@@ -13,7 +22,8 @@ reads as idle, so it never lets the rails scale in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -28,19 +38,29 @@ from scaler.models import Advice, GroupError, GroupState
 from scaler.policy import GroupPolicy, Policy
 from scaler.signals import MINUTE, Signal, Window, floor_minute
 from scaler.sources.autoscaling import read_group_states
-from scaler.sources.cloudwatch import CloudWatchSource, MetricTarget
+from scaler.sources.cloudwatch import CloudWatchSource, FetchResult, MetricTarget
 from scaler.sources.plausible import drop_implausible
+from scaler.sources.sqs import QueueDepth, read_queue_depths
 
 __all__ = [
     "CORE_SIGNALS",
+    "GROWTH_FACTOR",
+    "GROWTH_MESSAGES",
     "GroupAdvice",
+    "LastRead",
     "TickAdvice",
     "advise",
     "advise_group",
     "as_of_data",
+    "full_read_due",
 ]
 
 log = structlog.get_logger(__name__)
+
+#: The queue says trouble when its waiting messages exceed those at the last full read by this
+#: factor plus this many messages: growth a calm queue's jitter does not reach.
+GROWTH_FACTOR = 1.2
+GROWTH_MESSAGES = 10
 
 #: Without these at a minute, there is no telling the backlog, the throughput or the fleet size.
 CORE_SIGNALS = (Signal.QUEUE_VISIBLE.value, Signal.QUEUE_DELETED.value, Signal.INSTANCES.value)
@@ -88,6 +108,8 @@ class TickAdvice(BaseModel):
     errors: list[GroupError]
     metric_calls: int = Field(description="GetMetricData calls this tick made.")
     metric_queries: int
+    full_reads: int = Field(0, description="Groups whose CloudWatch metrics this tick read.")
+    queue_reads: int = Field(0, description="Queues whose depth this tick read from SQS.")
 
     def advice(self) -> Advice:
         """Every group's advice as one Advice (the SIGNALS.md JSON), failed groups included."""
@@ -116,46 +138,157 @@ def advise(
         retry=retry,
     )
     window_minutes = policy.live.window_minutes
+    every = policy.live.full_read_every_minutes
+    stop = floor_minute(now)
+    memory = _memory_of(clients) if every > 1 else {}
+    depths: Mapping[str, QueueDepth | GroupError] = {}
+    if every > 1:
+        readable = [
+            g.queue_name for g in policy.groups if isinstance(states[g.asg_name], GroupState)
+        ]
+        depths = read_queue_depths(clients.sqs, readable, retry=retry)
+        for queue, unread in depths.items():
+            if isinstance(unread, GroupError):  # not fatal: the group's metrics are read instead
+                log.warning("queue_depth_unread", queue=queue, error=unread.error)
+    reasons: dict[str, str | None] = {}
+    for g in policy.groups:
+        depth = depths.get(g.queue_name)
+        reasons[g.name] = (
+            "every tick (live.full_read_every_minutes: 1)"
+            if every <= 1
+            else full_read_due(
+                memory.get(g.name),
+                depth if isinstance(depth, QueueDepth) else None,
+                now=stop,
+                every_minutes=every,
+            )
+        )
     # A group whose Auto Scaling state could not be read is reported, not fetched.
     targets = [
         MetricTarget.build(g.name, asg_name=g.asg_name, queue=g.queue_name, overrides=g.metrics)
         for g in policy.groups
-        if isinstance(states[g.asg_name], GroupState)
+        if isinstance(states[g.asg_name], GroupState) and reasons[g.name] is not None
     ]
-    stop = floor_minute(now)
-    fetched = CloudWatchSource(clients.cloudwatch, retry=retry).fetch(
-        targets, start=stop - timedelta(minutes=window_minutes), end=stop
+    fetched = (
+        CloudWatchSource(clients.cloudwatch, retry=retry).fetch(
+            targets, start=stop - timedelta(minutes=window_minutes), end=stop
+        )
+        if targets
+        else FetchResult(windows={}, errors=[], calls=0, queries=0)
     )
     fetch_errors = {e.group: e for e in fetched.errors}
     out: list[GroupAdvice] = []
     for group in policy.groups:
         state = states[group.asg_name]
+        depth = depths.get(group.queue_name)
         if isinstance(state, GroupError):
             errors.append(state.model_copy(update={"group": group.name}))
         elif group.name in fetch_errors:
             errors.append(fetch_errors[group.name])
+        elif reasons[group.name] is None:
+            last = memory[group.name]
+            assert isinstance(depth, QueueDepth)  # a calm verdict needs the queue's depth
+            out.append(_between_reads(last, state, depth, now=stop, every_minutes=every))
         else:
             try:
-                out.append(
-                    advise_group(
-                        group,
-                        state,
-                        fetched.windows[group.name],
-                        catalog=catalog,
-                        now=stop,
-                        max_data_age_minutes=policy.live.max_data_age_minutes,
-                    )
+                advice = advise_group(
+                    group,
+                    state,
+                    fetched.windows[group.name],
+                    catalog=catalog,
+                    now=stop,
+                    max_data_age_minutes=policy.live.max_data_age_minutes,
                 )
             except ScalerError as exc:  # one group's bad data never stops the others
                 errors.append(GroupError(group=group.name, error=str(exc)))
+                continue
+            out.append(advice)
+            if every > 1:
+                memory[group.name] = LastRead(
+                    at=stop,
+                    waiting=depth.waiting if isinstance(depth, QueueDepth) else None,
+                    advice=advice,
+                )
     for error in errors:
         log.warning("group_not_evaluated", group=error.group, error=error.error)
+    log.info("live_reads", full=len(targets), queues=len(depths), groups=len(policy.groups))
     return TickAdvice(
         at=stop,
         groups=out,
         errors=errors,
         metric_calls=fetched.calls,
         metric_queries=fetched.queries,
+        full_reads=len(targets),
+        queue_reads=len(depths),
+    )
+
+
+class LastRead(BaseModel):
+    """What a group's last full read concluded, kept for the ticks until its next."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: AwareDatetime
+    waiting: int | None = Field(description="The queue's visible + delayed then (SQS).")
+    advice: GroupAdvice
+
+    @property
+    def open(self) -> bool:
+        """A finding, or a capacity different from the group's: watched every tick."""
+        a = self.advice
+        return bool(a.advice.findings) or (a.proposal is not None and a.proposal != a.state.desired)
+
+
+# Per set of clients (one account and region; a `--every` loop, a warm Lambda): group -> read.
+_MEMORY: weakref.WeakKeyDictionary[Clients, dict[str, LastRead]] = weakref.WeakKeyDictionary()
+
+
+def _memory_of(clients: Clients) -> dict[str, LastRead]:
+    return _MEMORY.setdefault(clients, {})
+
+
+def full_read_due(
+    last: LastRead | None, depth: QueueDepth | None, *, now: datetime, every_minutes: int
+) -> str | None:
+    """Why this tick must read the group's CloudWatch metrics, or None: the queue is calm."""
+    if last is None:
+        return "no earlier read in this process"
+    if depth is None or last.waiting is None:
+        return "queue depth unknown"
+    if last.open:
+        return "a finding or a capacity change is open"
+    if depth.waiting > last.waiting * GROWTH_FACTOR + GROWTH_MESSAGES:
+        return f"queue growing ({last.waiting} -> {depth.waiting} waiting)"
+    if now - last.at >= timedelta(minutes=every_minutes):
+        return f"due (every {every_minutes} min)"
+    return None
+
+
+def _between_reads(
+    last: LastRead, state: GroupState, depth: QueueDepth, *, now: datetime, every_minutes: int
+) -> GroupAdvice:
+    """The last full read's findings, no proposal (the rails hold), and the queue's depth now."""
+    a = last.advice
+    age = (
+        None
+        if a.as_of is None
+        else int((floor_minute(now) - a.as_of).total_seconds()) // MINUTE - 1
+    )
+    due = last.at + timedelta(minutes=every_minutes)
+    note = (
+        f"queue calm ({depth.visible} visible, {depth.in_flight} in flight, {depth.delayed} "
+        f"delayed; {last.waiting} waiting at the last read): CloudWatch read at "
+        f"{last.at:%H:%M} UTC, next by {due:%H:%M} UTC; no capacity change until then"
+    )
+    return a.model_copy(
+        update={
+            "state": state,
+            "data_age_minutes": age,
+            "data_complete": False,
+            "proposal": None,
+            "instance_type": None,
+            "notes": [*a.notes, note],
+        }
     )
 
 

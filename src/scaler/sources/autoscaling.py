@@ -1,7 +1,16 @@
-"""Auto Scaling group state as AWS reports it: sizes, in-service count, instance type, activity."""
+"""Auto Scaling group state as AWS reports it: sizes, in-service count, instance type, activity.
+
+Called by the live tick (`scaler.live.advise`) and the controller. A numbered launch template
+version never changes, so its instance type is remembered for as long as the EC2 client lives
+(across the ticks of a `--every` loop or a warm Lambda): a fleet of thousands of groups then
+costs DescribeLaunchTemplateVersions calls only for versions it has not seen, not every tick
+(EC2's read API throttles at a burst of 100, then 20 a second). `$Latest` and `$Default` can
+move at any time, so they are read every tick.
+"""
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,13 +27,22 @@ if TYPE_CHECKING:
     from mypy_boto3_autoscaling.type_defs import AutoScalingGroupTypeDef
     from mypy_boto3_ec2 import EC2Client
 
-__all__ = ["DESCRIBE_BATCH", "read_group_states"]
+__all__ = ["DESCRIBE_BATCH", "NUMBERED_VERSIONS_KEPT", "read_group_states"]
 
 DESCRIBE_BATCH = 50  # names per DescribeAutoScalingGroups / DescribeLaunchConfigurations call
 _DONE_ACTIVITY = frozenset({"Successful", "Failed", "Cancelled"})
 _ACTIVE_REFRESH = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"})
 
 log = structlog.get_logger(__name__)
+
+#: Instance types of numbered launch template versions kept per EC2 client; past this many
+#: (a fleet that mints versions for ever) the memory starts again rather than growing.
+NUMBERED_VERSIONS_KEPT = 20_000
+_TemplateKey = tuple[str, str]
+# Per EC2 client (one account and region): (template id or name, numbered version) -> type.
+_NUMBERED: weakref.WeakKeyDictionary[object, dict[_TemplateKey, str | None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass
@@ -174,8 +192,15 @@ def _configured_type(
     return None
 
 
+def _numbered(version: str) -> bool:
+    return version.isdigit()
+
+
 def _template_type(group: str, template: dict[str, str], lookups: _Lookups) -> str | None:
     key = (template.get("id") or template.get("name", ""), template["version"])
+    kept = _NUMBERED.setdefault(lookups.ec2, {}) if _numbered(key[1]) else None
+    if kept is not None and key in kept:
+        return kept[key]
     if key not in lookups.template_types:
         which = (
             {"LaunchTemplateId": template["id"]}
@@ -194,6 +219,10 @@ def _template_type(group: str, template: dict[str, str], lookups: _Lookups) -> s
         versions = answer.get("LaunchTemplateVersions", [])
         data: Any = versions[0].get("LaunchTemplateData", {}) if versions else {}
         lookups.template_types[key] = data.get("InstanceType")
+        if kept is not None and versions:  # a version that was not found is asked again
+            if len(kept) >= NUMBERED_VERSIONS_KEPT:
+                kept.clear()
+            kept[key] = lookups.template_types[key]
     return lookups.template_types[key]
 
 
