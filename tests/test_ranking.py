@@ -267,3 +267,10 @@ def test_gp3_lifts_a_plateaued_volume_to_the_instance_baseline() -> None:
     assert gp3.instances_needed == math.ceil(1300 / (UTILIZATION * 50 * 143.75 / 125))
     assert same.instances_needed == math.ceil(1300 / (UTILIZATION * 50))
     assert any("plateaus at 125 MB/s" in a for a in gp3.assumptions)
+
+
+@pytest.mark.parametrize("state", ["io", "cpu", "memory"])
+def test_ranked_rows_pass_the_models_own_validation(state: str) -> None:
+    """Rows are built without re-validation (speed): each must still be a valid Alternative."""
+    for row in rank_alternatives(M5_XLARGE, state, INCIDENT, CATALOG, limit=None):  # type: ignore[arg-type]
+        assert Alternative.model_validate(row.model_dump()) == row

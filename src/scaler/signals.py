@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
 __all__ = [
     "EBS_BYTES",
@@ -24,6 +24,7 @@ __all__ = [
 
 MINUTE = 60
 Series = npt.NDArray[np.float64]
+_T = TypeVar("_T")
 
 
 class Signal(StrEnum):
@@ -82,6 +83,9 @@ class Window(BaseModel):
     start: datetime
     length: int
     series: Mapping[str, Series]
+    # Series derived from this window (smoothed rates, say), computed once for every rule
+    # that asks: the window is immutable, so a derived series can never go stale.
+    _derived: dict[Hashable, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("start")
     @classmethod
@@ -148,6 +152,13 @@ class Window(BaseModel):
         """The UTC minute at position `index`."""
         return self.start + timedelta(minutes=index)
 
+    def derived(self, key: Hashable, make: Callable[[], _T]) -> _T:
+        """What `make` computes from this window, computed on the first call for `key` only."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        value: _T = self._derived[key]
+        return value
+
     def has(self, signal: str) -> bool:
         """Whether the source reports this signal at all (it may still be all NaN)."""
         return signal in self.series
@@ -174,11 +185,13 @@ class Window(BaseModel):
         """Minutes `first` up to (not including) `stop`, clipped to the window."""
         first = min(max(first, 0), self.length)
         stop = min(max(stop, first), self.length)
-        return Window(
+        # Views of this window's read-only, validated series: nothing to check or copy again
+        # (a live tick slices every group's window several times).
+        return Window.model_construct(
             group=self.group,
             start=self.time_at(first),
             length=stop - first,
-            series={k: v[first:stop] for k, v in self.series.items()},
+            series=MappingProxyType({k: v[first:stop] for k, v in self.series.items()}),
         )
 
     def head(self, minutes: int) -> Window:

@@ -142,12 +142,12 @@ class Bucket(BaseModel):
             if measured_pct is not None
             else np.full(len(usage), np.nan)
         )
-        out = np.empty(len(usage))
+        out: list[float] = []
         level = min(max(start, 0.0), 1.0)
         # A clamped running sum (the bucket is never below empty nor above full) has no numpy
-        # closed form with both bounds; the loop is one multiply-add per minute of the window.
-        for i in range(len(usage)):
-            anchor = anchors[i]
-            level = anchor if not np.isnan(anchor) else min(max(level + step[i], 0.0), 1.0)
-            out[i] = level
-        return out
+        # closed form with both bounds; the loop is one add per minute, on Python floats
+        # (indexing numpy scalars one at a time costs several times more).
+        for anchor, change in zip(anchors.tolist(), step.tolist(), strict=True):
+            level = anchor if not math.isnan(anchor) else min(max(level + change, 0.0), 1.0)
+            out.append(level)
+        return np.array(out, dtype=np.float64)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass, replace
 
 from scaler.instances.alternatives import Demand, InstanceConstraints, State
 from scaler.instances.catalog import Catalog, InstanceFacts
@@ -44,10 +43,9 @@ _MB_PER_MIB = 1.048576
 _SAME_COST = 1.05  # within a family, sizes within 5% of the cheapest count as equally cheap
 
 
-class _Plan(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Plan:
     """A candidate before costing: a type, how it would be used, and its limits."""
-
-    model_config = ConfigDict(frozen=True)
 
     facts: InstanceFacts
     strategy: Strategy
@@ -75,12 +73,11 @@ def rank_alternatives(
     costed = _costed(current, state, demand, catalog, constraints, utilization)
     best = _best_per_family(costed, current, demand)
     best.sort(key=_rank_key)
-    if limit is None:
-        return best
-    top = best[:limit]
-    # the reference row stays, so the table always answers "why not just more of the same?"
-    top += [a for a in best[limit:] if a.strategy is Strategy.SAME_TYPE]
-    return top
+    top = best if limit is None else best[:limit]
+    if limit is not None:
+        # the reference row stays, so the table always answers "why not just more of the same?"
+        top += [a for a in best[limit:] if a.strategy is Strategy.SAME_TYPE]
+    return [_row(c, catalog) for c in top]
 
 
 def size_on(
@@ -106,9 +103,10 @@ def size_on(
     )
     if plan is None:
         return None
-    return _cost(
+    costed = _cost(
         plan, current=current, state=state, demand=demand, catalog=catalog, utilization=utilization
     )
+    return _row(costed, catalog)
 
 
 def _costed(
@@ -118,7 +116,7 @@ def _costed(
     catalog: Catalog,
     constraints: InstanceConstraints | None,
     utilization: float,
-) -> list[Alternative]:
+) -> list[_Costed]:
     """Every candidate the constraints allow, sized and priced (before picking per family)."""
     plans = _plans(current, state, demand, catalog, constraints or InstanceConstraints())
     return [
@@ -238,6 +236,37 @@ def _strategy(facts: InstanceFacts, current: InstanceFacts, state: State) -> Str
     return Strategy.OTHER_FAMILY
 
 
+@dataclass(frozen=True, slots=True)
+class _Costed:
+    """A candidate sized and priced: the numbers the ranking compares, before its table row.
+
+    Only the rows a table shows become `Alternative` models (a ranking costs ~35 candidates
+    and shows ~6; building and validating a model for each was most of a ranking's time).
+    """
+
+    plan: _Plan
+    strategy: Strategy
+    limit: str
+    per_instance: float
+    instances_needed: int
+    price: float | None
+    fleet_cost_per_hour: float | None
+    per_1000: float | None
+    assumptions: list[str]
+
+    @property
+    def instance_type(self) -> str:
+        return self.plan.facts.instance_type
+
+    @property
+    def vcpus(self) -> int:
+        return self.plan.facts.vcpus
+
+    @property
+    def sustained_mb_s(self) -> float:
+        return round(self.plan.ebs_mb_s, 2)
+
+
 def _cost(
     plan: _Plan,
     *,
@@ -246,7 +275,7 @@ def _cost(
     demand: Demand,
     catalog: Catalog,
     utilization: float,
-) -> Alternative:
+) -> _Costed:
     facts = plan.facts
     limits, assumptions = _limits(plan, current, state, demand)
     limit, capacity = min(limits.items(), key=lambda kv: kv[1])
@@ -259,20 +288,37 @@ def _cost(
         f"sized at {utilization:.0%} of each type's sustained limits (EBS baseline, not burst)",
         *plan.assumptions,
     ]
-    return Alternative(
-        instance_type=facts.instance_type,
+    return _Costed(
+        plan=plan,
         strategy=plan.strategy,
-        vcpus=facts.vcpus,
-        instances_needed=instances,
-        per_instance_msgs_per_min=round(per_instance, 2),
         limit=limit,
-        sustained_mb_s=round(plan.ebs_mb_s, 2),
-        price_per_hour=None if price is None else round(price + plan.extra_per_hour, 4),
+        per_instance=per_instance,
+        instances_needed=instances,
+        price=price,
+        # rounded as the table shows it: the ranking compares what the reader sees
         fleet_cost_per_hour=None if fleet is None else round(fleet, 4),
-        cost_per_1000_messages=None if per_1000 is None else round(per_1000, 5),
-        change=plan.change,
-        price_note=catalog.price_note(facts.instance_type),
+        per_1000=per_1000,
         assumptions=assumptions,
+    )
+
+
+def _row(c: _Costed, catalog: Catalog) -> Alternative:
+    """The table row of a costed candidate."""
+    price, fleet, per_1000 = c.price, c.fleet_cost_per_hour, c.per_1000
+    return Alternative(
+        instance_type=c.instance_type,
+        strategy=c.strategy,
+        vcpus=c.vcpus,
+        instances_needed=c.instances_needed,
+        per_instance_msgs_per_min=round(c.per_instance, 2),
+        limit=c.limit,
+        sustained_mb_s=c.sustained_mb_s,
+        price_per_hour=None if price is None else round(price + c.plan.extra_per_hour, 4),
+        fleet_cost_per_hour=fleet,
+        cost_per_1000_messages=None if per_1000 is None else round(per_1000, 5),
+        change=c.plan.change,
+        price_note=catalog.price_note(c.instance_type),
+        assumptions=c.assumptions,
     )
 
 
@@ -325,14 +371,14 @@ def _limits(
 
 
 def _best_per_family(
-    alternatives: list[Alternative], current: InstanceFacts, demand: Demand
-) -> list[Alternative]:
+    alternatives: list[_Costed], current: InstanceFacts, demand: Demand
+) -> list[_Costed]:
     """One size per (strategy, family): the cheapest, preferring the current vCPU count.
 
     For sustained EBS, each family gives two: the smallest size whose baseline covers the
     measured per-instance demand, and (if another) the size with the cheapest fleet.
     """
-    groups: dict[tuple[Strategy, str], list[Alternative]] = {}
+    groups: dict[tuple[Strategy, str], list[_Costed]] = {}
     for alt in alternatives:
         groups.setdefault((alt.strategy, alt.instance_type.split(".")[0]), []).append(alt)
     best = []
@@ -345,27 +391,27 @@ def _best_per_family(
         if covering:
             best.append(min(covering, key=lambda a: (a.vcpus, _spend(a))))
         if not covering or cheapest.instance_type != best[-1].instance_type:
-            best.append(cheapest.model_copy(update={"strategy": Strategy.CHEAPEST_EBS}))
+            best.append(replace(cheapest, strategy=Strategy.CHEAPEST_EBS))
     return best
 
 
-def _cheapest(members: list[Alternative], current: InstanceFacts) -> Alternative:
+def _cheapest(members: list[_Costed], current: InstanceFacts) -> _Costed:
     lowest = min(_spend(a) for a in members)
     near = [a for a in members if _spend(a) <= lowest * _SAME_COST]
     return min(near, key=lambda a: (_size_distance(a, current), _spend(a)))
 
 
-def _spend(alt: Alternative) -> float:
+def _spend(alt: _Costed) -> float:
     """Fleet cost, or (without a price) the fleet's vCPU count as a stand-in for ordering."""
     if alt.fleet_cost_per_hour is not None:
         return alt.fleet_cost_per_hour
     return float(alt.instances_needed * alt.vcpus)
 
 
-def _size_distance(alt: Alternative, current: InstanceFacts) -> float:
+def _size_distance(alt: _Costed, current: InstanceFacts) -> float:
     """How many sizes (doublings) away from the current type: fewer is less change."""
     return abs(math.log2(alt.vcpus / current.vcpus))
 
 
-def _rank_key(alt: Alternative) -> tuple[bool, float, int]:
+def _rank_key(alt: _Costed) -> tuple[bool, float, int]:
     return (alt.fleet_cost_per_hour is None, _spend(alt), alt.instances_needed)

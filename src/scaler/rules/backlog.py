@@ -78,7 +78,7 @@ class BacklogGrowing(Rule):
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Mark minutes where the queue grows, and project when its oldest message gets too old."""
         s = self.settings
-        fleet = Fleet(window, s.smooth_minutes)
+        fleet = Fleet.of(window, s.smooth_minutes)
         backlog = fleet.backlog
         slope = (backlog - lagged(backlog, s.rate_minutes)) / s.rate_minutes
         sent, deleted = window.get(Signal.QUEUE_SENT), window.get(Signal.QUEUE_DELETED)
@@ -93,7 +93,7 @@ class BacklogGrowing(Rule):
         age = window.get(Signal.QUEUE_OLDEST_AGE)
         age_f = None if age is None else ffill(age, 5)
 
-        budget = CpuBudget(fleet)
+        budget = CpuBudget.of(fleet)
 
         def describe(first: int, last: int) -> tuple[Severity, str, dict[str, EvidenceValue]]:
             severity, summary, evidence = _describe(fleet, growth, age_f, first, last, s)

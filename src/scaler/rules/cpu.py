@@ -65,8 +65,8 @@ class CpuBound(Rule):
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Mark minutes where CPU is saturated, iowait is low and work piles up."""
         s = self.settings
-        fleet = Fleet(window, s.smooth_minutes)
-        budget = CpuBudget(fleet)
+        fleet = Fleet.of(window, s.smooth_minutes)
+        budget = CpuBudget.of(fleet)
         cpu, iowait, busy, idle = budget.user, budget.iowait, budget.busy, budget.idle
         behind, behind_known = fleet.behind(s.behind_margin)
         # Without the iowait signal, a saturated CPU alone still names the state.

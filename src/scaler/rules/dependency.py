@@ -71,8 +71,8 @@ class DependencyBound(Rule):
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Mark minutes where the fleet is behind with neither CPU nor disk busy."""
         s = self.settings
-        fleet = Fleet(window, s.smooth_minutes)
-        budget = CpuBudget(fleet)
+        fleet = Fleet.of(window, s.smooth_minutes)
+        budget = CpuBudget.of(fleet)
         behind, behind_known = fleet.behind(s.behind_margin)
         with np.errstate(invalid="ignore"):
             waiting = (budget.busy < s.cpu_busy_max_pct) & (budget.iowait < s.iowait_max_pct)

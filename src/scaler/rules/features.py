@@ -26,7 +26,15 @@ __all__ = [
 
 
 class Fleet:
-    """Smoothed fleet rates of one window (median of 3 minutes: robust, keeps edges sharp)."""
+    """Smoothed fleet rates of one window (median of 3 minutes: robust, keeps edges sharp).
+
+    Rules take it with `Fleet.of`, so the rates are derived once per window, not once a rule.
+    """
+
+    @classmethod
+    def of(cls, window: Window, smooth_minutes: int = 3) -> Fleet:
+        """The window's fleet rates at this smoothing, shared by every rule that asks."""
+        return window.derived(("fleet", smooth_minutes), lambda: cls(window, smooth_minutes))
 
     def __init__(self, window: Window, smooth_minutes: int = 3) -> None:
         self.window = window
@@ -45,11 +53,18 @@ class Fleet:
             )
         # Backlog growth per minute over the smoothing span: positive means falling behind.
         self.backlog_growth = (self.backlog - lagged(self.backlog, smooth_minutes)) / smooth_minutes
+        for shared in (self.nan, self.instances, self.backlog, self.per_instance):
+            shared.flags.writeable = False  # rules share these: none may change them
+        self.backlog_growth.flags.writeable = False
 
     def smoothed(self, signal: str) -> Series:
         """The signal smoothed, or all-NaN if the source does not report it."""
         values = self.window.get(signal)
-        return self.nan if values is None else rolling_median(values, self.smooth)
+        if values is None:
+            return self.nan
+        return self.window.derived(
+            ("smoothed", signal, self.smooth), lambda: rolling_median(values, self.smooth)
+        )
 
     def _ffilled(self, signal: str, limit: int) -> Series:
         values = self.window.get(signal)
@@ -73,6 +88,11 @@ class CpuBudget:
     missing `cpu_idle` is what the other parts leave: 100 - busy - iowait (unknown without
     iowait). `sources` names what was read.
     """
+
+    @classmethod
+    def of(cls, fleet: Fleet) -> CpuBudget:
+        """The fleet's CPU budget, shared by every rule that asks."""
+        return fleet.window.derived(("cpu_budget", fleet.smooth), lambda: cls(fleet))
 
     def __init__(self, fleet: Fleet) -> None:
         window = fleet.window

@@ -191,7 +191,7 @@ class IowaitBound(Rule):
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Mark minutes where the fleet is waiting on disk, and explain each span."""
         s = self.settings
-        fleet = Fleet(window, s.smooth_minutes)
+        fleet = Fleet.of(window, s.smooth_minutes)
         cpu, iowait = fleet.smoothed(Signal.CPU_USER), fleet.smoothed(Signal.CPU_IOWAIT)
         lag = s.sustain_minutes + s.smooth_minutes
         iowait_low = lagged(rolling_min(iowait, s.baseline_minutes), lag)

@@ -13,7 +13,6 @@ for the rule to describe.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +23,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from scaler.models import EvidenceValue, Finding, Severity
-from scaler.numeric import Mask
+from scaler.numeric import Mask, nanmedian_rows
 from scaler.rules.features import spans_to_findings
 from scaler.signals import Series, Window
 
@@ -42,10 +41,10 @@ __all__ = [
 ]
 
 Summary = Literal["min", "median", "max"]
-_REDUCERS: dict[str, Callable[..., npt.NDArray[np.float64]]] = {
-    "min": np.nanmin,
-    "median": np.nanmedian,
-    "max": np.nanmax,
+_REDUCERS: dict[str, Callable[[npt.NDArray[np.float64]], Series]] = {
+    "min": lambda rows: np.nanmin(rows, axis=1),
+    "median": nanmedian_rows,
+    "max": lambda rows: np.nanmax(rows, axis=1),
 }
 
 
@@ -64,7 +63,7 @@ def bucket(values: Series, minutes: int, how: Summary) -> Series:
     present = ~np.isnan(blocks).all(axis=1)
     out = np.full(whole, np.nan)
     if present.any():
-        out[present] = _REDUCERS[how](blocks[present], axis=1)
+        out[present] = _REDUCERS[how](blocks[present])
     return out
 
 
@@ -123,17 +122,13 @@ def fit_buckets(
     intercept = np.full(len(rows), np.nan)
     confidence = np.zeros(len(rows))
     if usable.any():
-        s = np.nanmedian(slopes[usable], axis=1)
+        s = nanmedian_rows(slopes[usable])
         slope[usable] = s
         x = np.arange(count)
         placed = np.where(on_last[usable], rows[usable], np.nan) - s[:, None] * x
         fallback = rows[usable] - s[:, None] * x
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN last segment
-            on_segment = np.nanmedian(placed, axis=1)
-        intercept[usable] = np.where(
-            np.isnan(on_segment), np.nanmedian(fallback, axis=1), on_segment
-        )
+        on_segment = nanmedian_rows(placed)  # NaN where the last segment has no data
+        intercept[usable] = np.where(np.isnan(on_segment), nanmedian_rows(fallback), on_segment)
         valid = ~np.isnan(slopes[usable])
         agree = (np.sign(slopes[usable]) == np.sign(s)[:, None]) & valid
         confidence[usable] = np.where(
