@@ -309,10 +309,13 @@ def _opinions(
             if finding.end is None
             else int((finding.end - window.start).total_seconds() // 60)
         )
-        confirmed = [i for i in range(first, last + 1) if active[i]]
+        confirmed = np.flatnonzero(active[first : last + 1])
+        if not len(confirmed):
+            continue
         opinion = rule.recommend(finding, ctx)
-        if (opinion is not None or rule.bound) and confirmed:
-            out.append(_Opinionated(rule.name, opinion, rule.bound, confirmed[0], last, finding))
+        if opinion is not None or rule.bound:
+            start = first + int(confirmed[0])
+            out.append(_Opinionated(rule.name, opinion, rule.bound, start, last, finding))
     return out
 
 

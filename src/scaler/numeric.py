@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from scaler.signals import Series
 
@@ -21,9 +23,11 @@ __all__ = [
     "run_lengths",
     "runs",
     "sustained",
+    "trailing_view",
 ]
 
 Mask = npt.NDArray[np.bool_]
+_Item = TypeVar("_Item", bound=np.generic)
 
 
 def rolling_sum(values: Series, width: int, min_count: int = 1) -> tuple[Series, Series]:
@@ -47,11 +51,25 @@ def rolling_mean(values: Series, width: int, min_count: int = 1) -> Series:
         return np.where(counts >= min_count, sums / np.maximum(counts, 1), np.nan)
 
 
+def trailing_view(values: npt.NDArray[_Item], width: int) -> npt.NDArray[_Item]:
+    """Read-only rows of `width` consecutive values, one row per position (no copy).
+
+    What numpy's `sliding_window_view` returns for a 1-D array, without its argument checks,
+    which cost more than the view itself on the short series of a live tick.
+    """
+    rows = max(len(values) - width + 1, 0)
+    step = values.strides[0]
+    view: npt.NDArray[_Item] = as_strided(
+        values, shape=(rows, width), strides=(step, step), writeable=False
+    )
+    return view
+
+
 def _rolling_reduce(values: Series, width: int, fill: float, reduce: str) -> Series:
     if len(values) == 0:
         return values.copy()
     padded = np.concatenate((np.full(width - 1, np.nan), values))
-    view = sliding_window_view(padded, width)
+    view = trailing_view(padded, width)
     substituted = np.where(np.isnan(view), fill, view)
     out: Series = getattr(substituted, reduce)(axis=1)
     all_missing = np.isnan(view).all(axis=1)
@@ -80,7 +98,7 @@ def rolling_median(values: Series, width: int) -> Series:
     if len(values) == 0 or width <= 1:
         return values.copy()
     padded = np.concatenate((np.full(width - 1, np.nan), values))
-    out = nanmedian_rows(sliding_window_view(padded, width))
+    out = nanmedian_rows(trailing_view(padded, width))
     out.flags.writeable = False  # smoothed series are shared between rules (Window.derived)
     return out
 

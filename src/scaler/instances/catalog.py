@@ -5,14 +5,17 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Mapping
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from scaler.errors import InputError
+
+if TYPE_CHECKING:
+    from scaler.instances.alternatives import InstanceConstraints
 
 __all__ = ["BITS_PER_BYTE", "Catalog", "InstanceFacts", "bundled_catalog", "load_snapshot"]
 
@@ -38,12 +41,12 @@ class InstanceFacts(BaseModel):
     architecture: str = "x86_64"
     current_generation: bool = True
 
-    @property
+    @cached_property
     def family(self) -> str:
         """The family part of the type name: m5d for m5d.xlarge."""
         return self.instance_type.split(".", 1)[0]
 
-    @property
+    @cached_property
     def size(self) -> str:
         """The size part of the type name: xlarge for m5d.xlarge."""
         return self.instance_type.split(".", 1)[-1]
@@ -94,6 +97,7 @@ class Catalog:
         self.prices_taken, self.prices_source = prices_taken, prices_source
         #: Types whose price came from the policy rather than the bundled table.
         self.overridden = frozenset(overridden)
+        self._allowed: dict[tuple[str, str], tuple[InstanceFacts, ...]] = {}
 
     def get(self, instance_type: str) -> InstanceFacts | None:
         """Facts for a type, or None if the catalog does not know it."""
@@ -136,6 +140,24 @@ class Catalog:
     def all(self) -> list[InstanceFacts]:
         """Every type, in name order."""
         return [self._types[name] for name in sorted(self._types)]
+
+    def allowed(
+        self, current: InstanceFacts, constraints: InstanceConstraints
+    ) -> tuple[InstanceFacts, ...]:
+        """Every other type `constraints` lets advice propose for a fleet of `current`.
+
+        In name order; worked out once per (current type, constraints), as every ranking and
+        every type rule of every tick asks the same question of the same catalog.
+        """
+        key = (current.instance_type, constraints.model_dump_json())
+        if key not in self._allowed:
+            self._allowed[key] = tuple(
+                t
+                for t in self.all()
+                if t.instance_type != current.instance_type
+                and constraints.allows(t, current, self.price(t.instance_type))
+            )
+        return self._allowed[key]
 
     def with_prices(self, overrides: Mapping[str, float]) -> Catalog:
         """A copy whose prices are the policy's where it gives one (a user's own discounts)."""

@@ -140,14 +140,11 @@ def _plans(
         ebs_mb_s=_ebs(current, demand),
         change=f"more {current.instance_type} instances; nothing else changes",
     )
-    for facts in catalog.all():
-        if facts.instance_type == current.instance_type or not constraints.allows(
-            facts, current, catalog.price(facts.instance_type)
-        ):
-            continue
+    nvme_families = _nvme_families(current)
+    for facts in catalog.allowed(current, constraints):
         if not _memory_safe(facts, current, demand):
             continue
-        if state == "io" and facts.local_nvme and facts.family in _nvme_families(current):
+        if state == "io" and facts.local_nvme and facts.family in nvme_families:
             yield _Plan(
                 facts=facts,
                 strategy=Strategy.LOCAL_NVME,

@@ -75,12 +75,7 @@ class RuleContext(BaseModel):
         current = self.instance
         if current is None:
             return []
-        return [
-            t
-            for t in self.catalog.all()
-            if t.instance_type != current.instance_type
-            and self.instance_choice.allows(t, current, self.price(t.instance_type))
-        ]
+        return list(self.catalog.allowed(current, self.instance_choice))
 
     def nothing_allowed(self, wanted: str) -> Opinion:
         """An opinion that proposes no type because `instance_choice` allows none that fits."""

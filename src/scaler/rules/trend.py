@@ -20,10 +20,9 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 from scaler.models import EvidenceValue, Finding, Severity
-from scaler.numeric import Mask, nanmedian_rows
+from scaler.numeric import Mask, nanmedian_rows, trailing_view
 from scaler.rules.features import spans_to_findings
 from scaler.signals import Series, Window
 
@@ -103,13 +102,13 @@ def fit_buckets(
         empty = np.empty(0)
         return BucketFits(np.empty(0, np.int64), empty, empty, empty, np.empty(0, np.int64))
     padded = np.concatenate((np.full(count - 1, np.nan), buckets))
-    rows = sliding_window_view(padded, count)
+    rows = trailing_view(padded, count)
     i, j = np.triu_indices(count, k=1)
     with np.errstate(invalid="ignore"):
         slopes = (rows[:, j] - rows[:, i]) / (j - i)
     on_last = np.ones(rows.shape, dtype=bool)
     if segments is not None:
-        seg = sliding_window_view(
+        seg = trailing_view(
             np.concatenate((np.full(count - 1, segments[0] if len(segments) else 0), segments)),
             count,
         )
