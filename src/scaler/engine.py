@@ -279,10 +279,14 @@ class Evaluation:
             unevaluated=[o.unevaluated for o in self.outcomes if o.unevaluated],
         )
 
-    def live_advice(self) -> Advice:
-        """Findings in the window and the advice for its last minute (a live tick's view)."""
+    def live_advice(self, *, rank: bool = True) -> Advice:
+        """Findings in the window and the advice for its last minute (a live tick's view).
+
+        Without `rank`, the advice carries no table of alternatives (the proposed type's own
+        count is still worked out): for a caller that acts on the advice and shows no table.
+        """
         last = self.window.length - 1
-        recs = [self.recommendation_at(last)] if last >= 0 else []
+        recs = [self.recommendation_at(last, rank=rank)] if last >= 0 else []
         recs += [
             r
             for r in self.mitigations()

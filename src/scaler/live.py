@@ -300,8 +300,13 @@ def advise_group(
     catalog: Catalog,
     now: datetime,
     max_data_age_minutes: int,
+    rank: bool = True,
 ) -> GroupAdvice:
-    """One group's advice from its state and window (pure: no AWS here)."""
+    """One group's advice from its state and window (pure: no AWS here).
+
+    `rank=False` leaves out the table of alternative types (the simulator's controller, which
+    reads only the proposal, asks for it only when it will read the table).
+    """
     # A value no fleet can have is missing data: never read as a fleet that can shrink.
     plausible = drop_implausible(window, in_service=state.in_service, max_size=state.max_size)
     notes = list(plausible.notes)
@@ -330,7 +335,7 @@ def advise_group(
         bounds=group.bounds(state.min_size, state.max_size),
         catalog=catalog,
     )
-    advice = evaluation.live_advice() if judged.length else Advice()
+    advice = evaluation.live_advice(rank=rank) if judged.length else Advice()
     sized = next((r for r in advice.recommendations if r.desired_capacity is not None), None)
     typed = next((r.instance_type for r in advice.recommendations if r.instance_type), None)
     return GroupAdvice(

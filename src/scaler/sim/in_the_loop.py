@@ -116,6 +116,8 @@ class ScalerInTheLoop:
             catalog=self.catalog,
             now=now,
             max_data_age_minutes=self.live.max_data_age_minutes,
+            # the alternatives table is read only to pick the type, once
+            rank=self.follow_type and self.chosen_type is None,
         )
         decision = decide_capacity(
             store,
