@@ -37,7 +37,8 @@ class LocalAws:
     def reset(self) -> None:
         """Forget every resource and datapoint (moto's reset API)."""
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
+        # Generous: a server that holds many resources, on a busy machine, takes a while.
+        with urllib.request.urlopen(request, timeout=60):
             pass
 
 
