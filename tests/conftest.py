@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import boto3
+import botocore.session
 import pytest
+from moto.cloudwatch.models import CloudWatchBackend
 
 from scaler.aws import Clients, make_clients
 from scaler.demo.embedded import LOCAL_CREDENTIALS, LocalAws, local_aws
 from scaler.logs import configure_logging
+from tests.speedups import indexed_get_metric_data, shared_model_loader
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -27,6 +30,15 @@ def _state_outside_home(
     monkeypatch.delenv("SCALER_STATE", raising=False)
     monkeypatch.delenv("SCALER_KILL_SWITCH", raising=False)
     monkeypatch.delenv("SCALER_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _same_answers_less_work() -> Iterator[None]:
+    """moto's GetMetricData in one pass per query; service models parsed once (see speedups)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CloudWatchBackend, "get_metric_data", indexed_get_metric_data)
+        patch.setattr(botocore.session, "create_loader", shared_model_loader)
+        yield
 
 
 @pytest.fixture(scope="session")
