@@ -26,9 +26,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
-# Two workers (this is a 2-core machine's suite); each has its own local AWS server.
+# Two workers (this is a 2-core machine's suite); each has its own local AWS server. loadgroup
+# keeps a module whose fixture is costly on one worker (tests marked xdist_group).
 unit: $(STAMP)
-	$(BIN)/pytest -n $(or $(WORKERS),2)
+	$(BIN)/pytest -n $(or $(WORKERS),2) --dist loadgroup
 
 test: lint typecheck unit
 

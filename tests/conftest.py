@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import boto3
+import botocore.session
 import pytest
+from moto.cloudwatch.models import CloudWatchBackend
 
 from scaler.aws import Clients, make_clients
 from scaler.demo.embedded import LOCAL_CREDENTIALS, LocalAws, local_aws
 from scaler.logs import configure_logging
+from tests.speedups import indexed_get_metric_data, shared_model_loader
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -27,6 +30,15 @@ def _state_outside_home(
     monkeypatch.delenv("SCALER_STATE", raising=False)
     monkeypatch.delenv("SCALER_KILL_SWITCH", raising=False)
     monkeypatch.delenv("SCALER_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _same_answers_less_work() -> Iterator[None]:
+    """moto's GetMetricData in one pass per query; service models parsed once (see speedups)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CloudWatchBackend, "get_metric_data", indexed_get_metric_data)
+        patch.setattr(botocore.session, "create_loader", shared_model_loader)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +65,34 @@ def clients(aws: LocalAws) -> Clients:
     """Real boto3 clients pointed at the local AWS over HTTP."""
     session = boto3.Session(**LOCAL_CREDENTIALS)
     return make_clients(session, endpoint_url=aws.endpoint_url)
+
+
+# The longest tests and modules (pytest --durations, 2026-11-23), handed out first: xdist gives
+# tests to its workers in collection order, so a long test collected last would leave one
+# worker running it alone at the end. Order changes nothing else: the tests are independent.
+SLOWEST_FIRST = (
+    "tests/test_simulate_cli.py",
+    "tests/test_demo_serve.py",
+    "tests/test_iam.py::test_each_policy_grants_exactly_what_its_modes_call",
+    "tests/test_alerts_fuzz.py",
+    "tests/test_catalog.py::test_fetch_all_types_skips_those_without_ebs_limits",
+    "tests/test_export.py",
+    "tests/test_report.py",
+    "tests/test_live.py::test_demo_diagnoses_the_incident_live",
+    "tests/test_simulate_policies.py",
+    "tests/test_apply_e2e.py",
+    "tests/test_cloudwatch.py::test_calls_are_the_minimum_for_any_number_of_groups",
+    "tests/test_rails.py::test_rails_properties_over_any_sequence",
+    "tests/test_speedups.py",
+    "tests/test_backtest_cli.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The SLOWEST_FIRST tests first, in that order; every other test after, as collected."""
+
+    def rank(item: pytest.Item) -> int:
+        prefixes = (i for i, prefix in enumerate(SLOWEST_FIRST) if item.nodeid.startswith(prefix))
+        return next(prefixes, len(SLOWEST_FIRST))
+
+    items.sort(key=rank)

@@ -17,62 +17,86 @@ BUCKET = Bucket.throughput(M5_XLARGE)
 FULL_AT_325 = 810_000 / (325 - 143.75) / 60  # 74.48 minutes, worked by hand
 
 
-def test_m5_xlarge_bucket_holds_30_minutes_at_the_maximum() -> None:
-    """(593.75 - 143.75) MB/s for 1800 s is 810,000 MB, and lasts 30 minutes at 593.75."""
-    assert BUCKET.capacity == pytest.approx(810_000)
-    assert BUCKET.minutes_to_empty(593.75) == pytest.approx(30.0)
+BIG = Bucket.throughput(bundled_catalog().require("m5.4xlarge"))
+IOPS = Bucket.iops(M5_XLARGE)
+
+
+@pytest.mark.parametrize(
+    ("bucket", "capacity"),
+    [
+        pytest.param(BUCKET, 810_000, id="(593.75 - 143.75) MB/s for 1800 s is 810,000 MB"),
+        pytest.param(IOPS, 22_950_000, id="m5.xlarge IOPS: (18,750 - 6,000) x 1800 operations"),
+        pytest.param(BIG, 0, id="m5.4xlarge sustains 593.75 MB/s: no bucket"),
+    ],
+)
+def test_bucket_capacity(bucket: Bucket, capacity: float) -> None:
+    """What a full bucket holds, worked by hand; a type without burst has none."""
+    assert bucket.capacity == pytest.approx(capacity)
+    assert bucket.bursts is (capacity > 0)
+
+
+# One row per case: the bucket, usage per instance, the balance left (1 is full), the minutes
+# until it is empty (inf: never), and the rule the row shows.
+EMPTY_CASES = [
+    (BUCKET, 593.75, 1.0, 30.0, "810,000 MB lasts 30 minutes at the 593.75 MB/s maximum"),
+    (BUCKET, 325.0, 1.0, FULL_AT_325, "810,000 MB / 181.25 MB/s = 4,469 s: about 74.5 minutes"),
+    (BUCKET, 143.75, 1.0, math.inf, "usage at the baseline draws nothing from the bucket"),
+    (BUCKET, 100.0, 1.0, math.inf, "usage below the baseline draws nothing either"),
+    (BUCKET, 0.0, 1.0, math.inf, "no usage, no draw"),
+    (BUCKET, 325.0, 0.5, FULL_AT_325 / 2, "half a bucket lasts half as long"),
+    (BUCKET, 2000.0, 1.0, 30.0, "usage is capped at the maximum the type can reach"),
+    (BUCKET, 325.0, 0.0, 0.0, "an empty bucket is empty now"),
+    (BIG, 593.75, 1.0, math.inf, "a type without burst never runs out"),
+    (IOPS, 18_750, 1.0, 30.0, "30 minutes at the 18,750 IOPS maximum"),
+    (IOPS, 9_000, 1.0, 22_950_000 / 3_000 / 60, "3,000 IOPS above the 6,000 baseline"),
+]
+
+
+@pytest.mark.parametrize(
+    ("bucket", "usage", "balance", "minutes", "rule"), EMPTY_CASES, ids=[c[-1] for c in EMPTY_CASES]
+)
+def test_minutes_to_empty(
+    bucket: Bucket, usage: float, balance: float, minutes: float, rule: str
+) -> None:
+    """Each row: minutes until the bucket is empty at a steady usage."""
+    assert bucket.minutes_to_empty(usage, balance=balance) == pytest.approx(minutes), rule
 
 
 def test_full_bucket_at_325_mb_s_runs_out_in_about_75_minutes() -> None:
-    """810,000 MB / 181.25 MB/s = 4,469 s: about 74.5 minutes."""
-    minutes = BUCKET.minutes_to_empty(325.0)
-    assert minutes == pytest.approx(FULL_AT_325)
-    assert 74 < minutes < 75
+    """The hand-worked figure the rule and the README use: between 74 and 75 minutes."""
+    assert 74 < BUCKET.minutes_to_empty(325.0) < 75
 
 
-@pytest.mark.parametrize("usage", [143.75, 100.0, 0.0])
-def test_at_or_below_baseline_the_bucket_never_runs_out(usage: float) -> None:
-    """Usage at or below the baseline draws nothing from the bucket."""
-    assert BUCKET.minutes_to_empty(usage) == math.inf
-
-
-def test_partial_bucket_and_usage_above_the_maximum() -> None:
-    """Half a bucket lasts half as long; usage is capped at the maximum the type can reach."""
-    assert BUCKET.minutes_to_empty(325.0, balance=0.5) == pytest.approx(FULL_AT_325 / 2)
-    assert BUCKET.minutes_to_empty(2000.0) == pytest.approx(30.0)
-    assert BUCKET.minutes_to_empty(325.0, balance=0.0) == 0.0
-
-
-def test_sustained_rate_after_exhaustion_is_the_baseline() -> None:
+@pytest.mark.parametrize(
+    ("usage", "sustained"),
+    [
+        pytest.param(325.0, 143.75, id="above the baseline: the baseline"),
+        pytest.param(100.0, 100.0, id="below it: the usage"),
+    ],
+)
+def test_sustained_rate_after_exhaustion(usage: float, sustained: float) -> None:
     """Once empty, an instance sustains its baseline (or its usage, if lower)."""
-    assert BUCKET.sustained_after(325.0) == 143.75
-    assert BUCKET.sustained_after(100.0) == 100.0
+    assert BUCKET.sustained_after(usage) == sustained
 
 
-def test_refill_time() -> None:
-    """An empty bucket at 100 MB/s refills at 43.75 MB/s: 810,000 / 43.75 / 60 = 308.6 minutes."""
-    assert BUCKET.minutes_to_refill(100.0, balance=0.0) == pytest.approx(810_000 / 43.75 / 60)
-    assert BUCKET.minutes_to_refill(100.0, balance=1.0) == 0.0
-    assert BUCKET.minutes_to_refill(143.75, balance=0.5) == math.inf
+@pytest.mark.parametrize(
+    ("usage", "balance", "minutes"),
+    [
+        pytest.param(100.0, 0.0, 810_000 / 43.75 / 60, id="empty at 100 MB/s: 43.75 MB/s refill"),
+        pytest.param(100.0, 1.0, 0.0, id="a full bucket needs no refill"),
+        pytest.param(143.75, 0.5, math.inf, id="at the baseline nothing refills"),
+    ],
+)
+def test_refill_time(usage: float, balance: float, minutes: float) -> None:
+    """Minutes until the bucket is full again at a steady usage."""
+    assert BUCKET.minutes_to_refill(usage, balance=balance) == pytest.approx(minutes)
 
 
-def test_a_type_without_burst_has_no_bucket() -> None:
-    """m5.4xlarge sustains 593.75 MB/s: no bucket, never runs out, balance reads full."""
-    bucket = Bucket.throughput(bundled_catalog().require("m5.4xlarge"))
-    assert not bucket.bursts
-    assert bucket.capacity == 0
-    assert bucket.minutes_to_empty(593.75) == math.inf
-    balance = bucket.estimate_balance(np.array([500.0, np.nan]))
+def test_a_type_without_burst_reads_full_where_usage_is_known() -> None:
+    """m5.4xlarge: its balance reads full, and a minute without usage stays unknown."""
+    balance = BIG.estimate_balance(np.array([500.0, np.nan]))
     assert balance[0] == 1.0
     assert np.isnan(balance[1])
-
-
-def test_iops_bucket() -> None:
-    """m5.xlarge IOPS: (18,750 - 6,000) x 1800 = 22.95 M operations; 30 min at 18,750 IOPS."""
-    bucket = Bucket.iops(M5_XLARGE)
-    assert bucket.capacity == pytest.approx(22_950_000)
-    assert bucket.minutes_to_empty(18_750) == pytest.approx(30.0)
-    assert bucket.minutes_to_empty(9_000) == pytest.approx(22_950_000 / 3_000 / 60)
 
 
 def test_unit_conversions() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaler.capacity import Basis, CapacitySettings, plan_capacity, required_instances
-from scaler.instances.catalog import bundled_catalog
+from scaler.instances.catalog import InstanceFacts, bundled_catalog
 from tests.helpers import window_of
 
 M5_XLARGE = bundled_catalog().require("m5.xlarge")
@@ -54,45 +55,71 @@ def _incident_window(
     }
 
 
-def test_fleet_on_burst_is_sized_on_ebs_baseline_not_measured_throughput() -> None:
-    """Keeping up only on burst credits still needs the instances the baseline sustains."""
-    window = window_of(_incident_window(), length=20)
-    plan = plan_capacity(
-        window, CapacitySettings(target_utilization=1.0), min_size=1, max_size=100, facts=M5_XLARGE
-    )
-    decision = plan.at(19)
-    assert decision.basis is Basis.EBS_BYTES
-    assert decision.per_instance_msg_per_min == pytest.approx(143.75 * 60 / 40)
-    assert decision.desired == math.ceil(3900 / (143.75 * 60 / 40))  # 19, not the 8 it runs
-    assert (
-        "EBS baseline 143.75 MB/s" in decision.reason
-        and "not its 593.75 MB/s burst" in decision.reason
-    )
+@dataclass(frozen=True)
+class Case:
+    """One row: a steady fleet, the settings, and the decision its last minute must get."""
+
+    rule: str
+    series: dict[str, float]
+    settings: CapacitySettings
+    desired: int
+    length: int = 10
+    min_size: int = 1
+    max_size: int = 100
+    facts: InstanceFacts | None = None
+    basis: Basis | None = None  # checked when given, like each field below
+    per_instance: float | None = None
+    raw: int | None = None
+    held_by: str | None = None
+    reason: tuple[str, ...] = ()  # phrases the reason must contain
 
 
-def test_without_instance_facts_a_keeping_up_fleet_is_bounded_by_cpu() -> None:
-    """With no EBS facts, CPU headroom bounds what an instance can do."""
-    window = window_of(_incident_window(), length=20)
-    plan = plan_capacity(window, CapacitySettings(target_utilization=1.0), min_size=1, max_size=100)
-    decision = plan.at(19)
-    assert decision.basis is Basis.CPU
-    assert decision.per_instance_msg_per_min == pytest.approx(487.5 * 85 / 48)
+CASES = [
+    Case("a fleet keeping up only on burst credits is sized on the EBS baseline, not the 8 it runs",
+         _incident_window(), CapacitySettings(target_utilization=1.0),
+         math.ceil(3900 / (143.75 * 60 / 40)), length=20, facts=M5_XLARGE,
+         basis=Basis.EBS_BYTES, per_instance=143.75 * 60 / 40,
+         reason=("EBS baseline 143.75 MB/s", "not its 593.75 MB/s burst")),
     # 3900 / 863 = 4.5 -> 5; lower advice has held 20 minutes, past the 5-minute window.
-    assert decision.desired == 5
+    Case("without instance facts, CPU headroom bounds a keeping-up fleet",
+         _incident_window(), CapacitySettings(target_utilization=1.0), 5, length=20,
+         basis=Basis.CPU, per_instance=487.5 * 85 / 48),
+    Case("with a standing backlog, what an instance does now is what it can do",
+         {"instances": 4, "queue_sent": 1000, "queue_deleted": 800, "queue_visible": 5000},
+         CapacitySettings(target_utilization=1.0, drain_minutes=50),
+         math.ceil((1000 + 5000 / 50) / 200), basis=Basis.MEASURED),
+    Case("desired within 10% of current is held at current",
+         {"instances": 10, "queue_sent": 1050, "queue_deleted": 1050, "queue_visible": 0},
+         CapacitySettings(per_instance_capacity=100, target_utilization=1.0), 10,
+         raw=11, held_by="tolerance"),
+    Case("the advice never leaves [min, max], and says which bound held it",
+         {"instances": 10, "queue_sent": 10_000, "queue_deleted": 10_000, "queue_visible": 0},
+         CapacitySettings(per_instance_capacity=100), 40, length=5, min_size=2, max_size=40,
+         held_by="max_size"),
+]  # fmt: skip
 
 
-def test_saturated_fleet_uses_measured_throughput() -> None:
-    """With a standing backlog, what an instance does now is what it can do."""
-    series = {"instances": 4, "queue_sent": 1000, "queue_deleted": 800, "queue_visible": 5000}
+@pytest.mark.parametrize("case", CASES, ids=[c.rule for c in CASES])
+def test_steady_fleet_decisions(case: Case) -> None:
+    """Each row: a fleet steady for `length` minutes, and the decision at its last minute."""
     plan = plan_capacity(
-        window_of(series, length=10),
-        CapacitySettings(target_utilization=1.0, drain_minutes=50),
-        min_size=1,
-        max_size=100,
+        window_of(case.series, length=case.length),
+        case.settings,
+        min_size=case.min_size,
+        max_size=case.max_size,
+        facts=case.facts,
     )
-    decision = plan.at(9)
-    assert decision.basis is Basis.MEASURED
-    assert decision.desired == math.ceil((1000 + 5000 / 50) / 200)
+    decision = plan.at(case.length - 1)
+    assert decision.desired == case.desired
+    if case.basis is not None:
+        assert decision.basis is case.basis
+    if case.per_instance is not None:
+        assert decision.per_instance_msg_per_min == pytest.approx(case.per_instance)
+    if case.raw is not None:
+        assert decision.raw == case.raw
+    if case.held_by is not None:
+        assert decision.held_by == case.held_by
+    assert [phrase for phrase in case.reason if phrase not in decision.reason] == []
 
 
 def test_missing_queue_data_gives_no_opinion_and_never_scales_in() -> None:
@@ -113,19 +140,6 @@ def test_missing_queue_data_gives_no_opinion_and_never_scales_in() -> None:
     assert plan.desired[14] == 1  # before the gap, an idle queue (present, zero) went to min
 
 
-def test_within_tolerance_band_nothing_changes() -> None:
-    """Desired within 10% of current is held at current."""
-    series = {"instances": 10, "queue_sent": 1050, "queue_deleted": 1050, "queue_visible": 0}
-    plan = plan_capacity(
-        window_of(series, length=10),
-        CapacitySettings(per_instance_capacity=100, target_utilization=1.0),
-        min_size=1,
-        max_size=100,
-    )
-    assert plan.at(9).raw == 11 and plan.at(9).desired == 10
-    assert plan.at(9).held_by == "tolerance"
-
-
 def test_scale_in_waits_for_the_stabilization_window() -> None:
     """Lower advice is taken only after it has held for the stabilization window."""
     sent = np.concatenate((np.full(20, 1000.0), np.full(20, 200.0)))
@@ -141,18 +155,6 @@ def test_scale_in_waits_for_the_stabilization_window() -> None:
     assert [plan.at(i).desired for i in range(20, 26)] == [10, 10, 10, 10, 2, 2]
     assert [plan.at(i).desired for i in range(4)] == [10, 10, 10, 10]  # window too short yet
     assert plan.at(21).held_by == "scale_in_stabilization"
-
-
-def test_advice_is_clamped_to_bounds() -> None:
-    """The advice never leaves [min, max], and says which bound held it."""
-    series = {"instances": 10, "queue_sent": 10_000, "queue_deleted": 10_000, "queue_visible": 0}
-    plan = plan_capacity(
-        window_of(series, length=5),
-        CapacitySettings(per_instance_capacity=100),
-        min_size=2,
-        max_size=40,
-    )
-    assert plan.at(4).desired == 40 and plan.at(4).held_by == "max_size"
 
 
 @settings(max_examples=200, deadline=None)

@@ -18,6 +18,9 @@ from scaler.report import figure_for
 from scaler.report.plot import PANELS, WIDTH_PX
 from scaler.sources.replay import read_replay_text
 
+# One worker runs the module, so its module-scoped fixture is made once.
+pytestmark = pytest.mark.xdist_group("report")
+
 M5 = Overrides(instance_type="m5.xlarge")
 
 

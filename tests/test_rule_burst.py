@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -60,89 +61,23 @@ def test_325_mb_s_from_a_full_bucket_warns_about_75_minutes_ahead() -> None:
     assert warned > 65
     exhausted = datetime.fromisoformat(str(finding.evidence["exhaustion_at"]))
     assert abs((exhausted - START) / timedelta(minutes=1) - FULL_AT_325) <= 1
-    assert finding.evidence["usage_mb_s"] == 325
-    assert finding.evidence["baseline_mb_s"] == 143.75
-    assert finding.evidence["max_mb_s"] == 593.75
-    assert finding.evidence["sustained_after_mb_s"] == 143.75
-    assert finding.evidence["balance_source"] == "estimated from a full bucket"
+    expected = {
+        "usage_mb_s": 325,
+        "baseline_mb_s": 143.75,
+        "max_mb_s": 593.75,
+        "sustained_after_mb_s": 143.75,
+        "balance_source": "estimated from a full bucket",
+    }
+    assert {name: finding.evidence[name] for name in expected} == expected
     assert "fresh" in str(finding.evidence["fresh_instances"])
     # the run ends once the fleet is held at its baseline (the rolling mean lags a little)
     assert finding.end is not None
     assert 74 <= (finding.end - START) / timedelta(minutes=1) <= 80
 
 
-def test_summary_reads_like_an_engineer() -> None:
-    """Mid-incident, the summary names the rate, the minutes left, and the rate after."""
-    window = _window(np.full(40, 325.0))
-    finding = EbsBurstExhaustion().evaluate(window, CONTEXT).findings[0]
-    left = FULL_AT_325 - 40
-    assert finding.end is None
-    assert finding.summary.startswith(
-        f"at 325 MB/s per instance this fleet's EBS burst runs out in about {round(left)} "
-        "minutes; then each instance sustains 143.75 MB/s"
-    )
-    assert "new instance starts with a full EBS burst bucket" in finding.summary
-    assert finding.severity is Severity.WARNING
-
-
-def test_below_baseline_no_finding() -> None:
-    """100 MB/s per instance never drains the bucket: nothing to warn about."""
-    outcome = EbsBurstExhaustion().evaluate(_window(np.full(120, 100.0)), CONTEXT)
-    assert outcome.findings == []
-    assert not outcome.active.any()
-    assert outcome.unevaluated is None
-
-
-def test_a_type_without_burst_never_warns() -> None:
-    """m5.4xlarge sustains 593.75 MB/s: there is no bucket to run out."""
-    big = RuleContext(instance=bundled_catalog().require("m5.4xlarge"))
-    assert EbsBurstExhaustion().evaluate(_window(np.full(120, 325.0)), big).findings == []
-
-
-def test_without_the_instance_type_it_says_what_is_missing() -> None:
-    """No InstanceFacts: a skipped outcome naming instance_type, not a silent pass."""
-    outcome = EbsBurstExhaustion().evaluate(_window(np.full(10, 325.0)), RuleContext())
-    assert outcome.unevaluated is not None
-    assert outcome.unevaluated.missing == ["instance_type"]
-    assert "instance_type" in outcome.unevaluated.reason
-
-
-def test_without_ebs_signals_it_says_which() -> None:
-    """A host-metrics source without ebs_* signals is unevaluated, naming them."""
-    window = Window(group="g", start=START, length=5, series={"cpu_user": np.full(5, 50.0)})
-    outcome = EbsBurstExhaustion().evaluate(window, CONTEXT)
-    assert outcome.unevaluated is not None
-    assert "ebs_read_bytes" in outcome.unevaluated.missing
-
-
-def test_measured_balance_wins_over_the_estimate() -> None:
-    """EBSByteBalance% at 20% means about 15 minutes left at 325 MB/s: critical."""
-    balance = np.full(10, np.nan)
-    balance[4] = 20.0
-    window = _window(np.full(10, 325.0), ebs_byte_balance=balance)
-    finding = EbsBurstExhaustion().evaluate(window, CONTEXT).findings[0]
-    assert (
-        finding.evidence["balance_source"]
-        == "measured at 2026-03-02T08:04:00Z, then estimated from usage"
-    )
-    step = 60 * 181.25 / 810_000
-    expected = (0.20 - 5 * step) * FULL_AT_325 / 1.0
-    assert finding.evidence["minutes_to_exhaustion"] == pytest.approx(expected, abs=0.05)
-    assert finding.severity is Severity.CRITICAL
-
-
-def test_shorter_horizon_warns_later() -> None:
-    """With a 30-minute horizon the warning starts once 30 minutes or fewer are left."""
-    rule = EbsBurstExhaustion(EbsBurstSettings(warn_minutes_ahead=30, min_minutes=1))
-    finding = rule.evaluate(_window(_incident()), CONTEXT).findings[0]
-    first = (finding.start - START) / timedelta(minutes=1)
-    assert FULL_AT_325 - (first + 1) <= 30 < FULL_AT_325 - first
-
-
-def test_iops_bucket_can_be_the_one_that_runs_out() -> None:
-    """12,000 IOPS at modest MB/s: the IOPS bucket empties first and the finding says so."""
-    n = 20
-    window = Window(
+def _iops_window(n: int = 20) -> Window:
+    """12,000 IOPS per instance at a modest 50 MB/s."""
+    return Window(
         group="g",
         start=START,
         length=n,
@@ -152,10 +87,120 @@ def test_iops_bucket_can_be_the_one_that_runs_out() -> None:
             "ebs_write_ops": np.zeros(n),
         },
     )
-    finding = EbsBurstExhaustion().evaluate(window, CONTEXT).findings[0]
-    assert finding.evidence["limit"] == "iops"
-    assert finding.evidence["sustained_after"] == 6000
-    assert "IOPS per instance" in finding.summary
+
+
+def _balance_at_20_percent(n: int = 10) -> np.ndarray:
+    """EBSByteBalance% of 20 read once, at minute 4."""
+    balance = np.full(n, np.nan)
+    balance[4] = 20.0
+    return balance
+
+
+# 20% of the bucket, less five minutes at 325 MB/s, at 325 MB/s: about 15 minutes left.
+_STEP = 60 * 181.25 / 810_000
+_LEFT_FROM_20_PERCENT = (0.20 - 5 * _STEP) * FULL_AT_325 / 1.0
+
+
+@dataclass(frozen=True)
+class Warns:
+    """One row: a window on m5.xlarge, and the one finding it must give."""
+
+    rule: str
+    window: Window
+    evidence: dict[str, object] = field(default_factory=dict)
+    severity: Severity | None = None  # checked when given
+    ongoing: bool | None = None  # checked when given: the finding has no end yet
+    summary_start: str = ""
+    summary: tuple[str, ...] = ()  # phrases the summary must contain
+
+
+WARNS = [
+    Warns("mid-incident, the summary names the rate, the minutes left, and the rate after",
+          _window(np.full(40, 325.0)),
+          severity=Severity.WARNING, ongoing=True,
+          summary_start=(
+              f"at 325 MB/s per instance this fleet's EBS burst runs out in about "
+              f"{round(FULL_AT_325 - 40)} minutes; then each instance sustains 143.75 MB/s"
+          ),
+          summary=("new instance starts with a full EBS burst bucket",)),
+    Warns("EBSByteBalance% at 20% means about 15 minutes left at 325 MB/s: critical",
+          _window(np.full(10, 325.0), ebs_byte_balance=_balance_at_20_percent()),
+          evidence={
+              "balance_source": "measured at 2026-03-02T08:04:00Z, then estimated from usage",
+              "minutes_to_exhaustion": pytest.approx(_LEFT_FROM_20_PERCENT, abs=0.05),
+          },
+          severity=Severity.CRITICAL),
+    Warns("12,000 IOPS at modest MB/s: the IOPS bucket empties first and the finding says so",
+          _iops_window(),
+          evidence={"limit": "iops", "sustained_after": 6000},
+          summary=("IOPS per instance",)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", WARNS, ids=[c.rule for c in WARNS])
+def test_warns(case: Warns) -> None:
+    """Each row: exactly the evidence, severity and summary a user reads."""
+    finding = EbsBurstExhaustion().evaluate(case.window, CONTEXT).findings[0]
+    assert {name: finding.evidence.get(name) for name in case.evidence} == case.evidence
+    if case.severity is not None:
+        assert finding.severity is case.severity
+    if case.ongoing is not None:
+        assert (finding.end is None) is case.ongoing
+    assert finding.summary.startswith(case.summary_start), finding.summary
+    assert [phrase for phrase in case.summary if phrase not in finding.summary] == []
+
+
+_EBS_SIGNALS = ["ebs_read_bytes", "ebs_write_bytes", "ebs_read_ops", "ebs_write_ops"]
+
+
+@pytest.mark.parametrize(
+    ("window", "context", "missing"),
+    [
+        pytest.param(
+            _window(np.full(10, 325.0)),
+            RuleContext(),
+            ["instance_type"],
+            id="without InstanceFacts: a skipped outcome naming instance_type, not a silent pass",
+        ),
+        pytest.param(
+            Window(group="g", start=START, length=5, series={"cpu_user": np.full(5, 50.0)}),
+            CONTEXT,
+            _EBS_SIGNALS,
+            id="a host-metrics source without ebs_* signals is unevaluated, naming them",
+        ),
+    ],
+)
+def test_says_what_is_missing(window: Window, context: RuleContext, missing: list[str]) -> None:
+    """Each row: the rule cannot judge, and the outcome names what it lacks."""
+    outcome = EbsBurstExhaustion().evaluate(window, context)
+    assert outcome.findings == []
+    assert outcome.unevaluated is not None
+    assert outcome.unevaluated.missing == missing
+    assert [name for name in missing if name not in outcome.unevaluated.reason] == []
+
+
+@pytest.mark.parametrize(
+    ("usage", "instance_type"),
+    [
+        pytest.param(100.0, "m5.xlarge", id="100 MB/s per instance never drains the bucket"),
+        pytest.param(325.0, "m5.4xlarge", id="m5.4xlarge sustains 593.75 MB/s: no bucket"),
+    ],
+)
+def test_quiet(usage: float, instance_type: str) -> None:
+    """Each row: nothing to warn about, and the rule did judge (not unevaluated)."""
+    context = RuleContext(instance=bundled_catalog().require(instance_type))
+    outcome = EbsBurstExhaustion().evaluate(_window(np.full(120, usage)), context)
+    assert outcome.findings == []
+    assert not outcome.active.any()
+    assert outcome.unevaluated is None
+
+
+def test_shorter_horizon_warns_later() -> None:
+    """With a 30-minute horizon the warning starts once 30 minutes or fewer are left."""
+    rule = EbsBurstExhaustion(EbsBurstSettings(warn_minutes_ahead=30, min_minutes=1))
+    finding = rule.evaluate(_window(_incident()), CONTEXT).findings[0]
+    first = (finding.start - START) / timedelta(minutes=1)
+    assert FULL_AT_325 - (first + 1) <= 30 < FULL_AT_325 - first
 
 
 def test_causal_a_prefix_judges_the_same() -> None:

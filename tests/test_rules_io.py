@@ -15,6 +15,9 @@ from scaler.rules.io import IowaitBound
 from scaler.signals import Window
 from scaler.sim import scenarios
 
+# One worker runs the module, so its module-scoped fixture is made once.
+pytestmark = pytest.mark.xdist_group("rules_io")
+
 M5_XLARGE = bundled_catalog().require("m5.xlarge")
 OVERRIDES = Overrides(instance_type="m5.xlarge", min_size=2, max_size=40)
 

@@ -12,6 +12,9 @@ import pytest
 
 from scaler.cli import main
 
+# One worker runs the module, so its module-scoped fixture is made once.
+pytestmark = pytest.mark.xdist_group("simulate_cli")
+
 POLICIES = [
     "cpu-target-75",
     "cpu-target-60",

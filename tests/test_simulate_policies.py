@@ -12,6 +12,9 @@ from scaler.instances.catalog import bundled_catalog
 from scaler.sim.loop import run_policy
 from scaler.sim.scenario import Scenario, arrival_rates
 
+# One worker runs the module, so its module-scoped fixture is made once.
+pytestmark = pytest.mark.xdist_group("simulate_policies")
+
 CATALOG = bundled_catalog()
 
 
