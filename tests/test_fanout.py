@@ -298,7 +298,7 @@ def policy_only(clients: Clients, tmp_path: Path) -> dict[str, str]:
     [
         (False, "2", False),  # no shard queue: the single invocation ticks every group
         (True, "6", False),  # one worker's worth of groups: ticked inline
-        (True, "", False),  # the default (250 a worker)
+        (True, "", False),  # the default (100 a worker)
         (True, "5", True),  # more than one worker's worth: two shards
         (True, "1", True),
     ],

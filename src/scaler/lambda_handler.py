@@ -7,7 +7,7 @@ Configured by environment, as a function's settings are:
   does not outlive the invocation, so SQLite state is refused here;
 - `SCALER_APPLY=1` acts within the rails (or `mode: apply` in the policy); without either, and
   with `SCALER_KILL_SWITCH` set, the tick only advises;
-- `SCALER_SHARD_QUEUE` (the shard queue's URL) and `SCALER_GROUPS_PER_WORKER` (default 250):
+- `SCALER_SHARD_QUEUE` (the shard queue's URL) and `SCALER_GROUPS_PER_WORKER` (default 100):
   a policy with more groups than one invocation ticks is split into shards (`scaler.fanout`),
   one message each, and the `worker` function ticks each shard at the scheduler's minute.
   Without the queue, or with few groups, the scheduled invocation ticks every group itself.
