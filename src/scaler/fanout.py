@@ -51,8 +51,8 @@ SHARD_QUEUE_ENV = "SCALER_SHARD_QUEUE"
 #: How many groups one invocation ticks; a policy with more is split into ceil(n / this) shards.
 GROUPS_PER_WORKER_ENV = "SCALER_GROUPS_PER_WORKER"
 #: A group a tick changes costs it 24 calls one after another in apply mode (measured on the
-#: local AWS: 16 to DynamoDB for its lease, history, audit and release; its re-read, 4 more;
-#: SetDesiredCapacity), 21 in a dry-run, and a calm group 16. At tens of milliseconds a call in
+#: local AWS: 18 to DynamoDB for its lease, history, audit and release; its re-read, 5 more;
+#: SetDesiredCapacity), 21 in a dry-run, and a calm group 11. At tens of milliseconds a call in
 #: a region that is up to half a second a group: 100 groups fit the 100 s an invocation has
 #: before its margin even when every one of them changes in the same minute.
 DEFAULT_GROUPS_PER_WORKER = 100
