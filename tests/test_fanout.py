@@ -26,6 +26,7 @@ from scaler.errors import InputError
 from scaler.fanout import ShardMessage, shard_of
 from scaler.lambda_handler import TickFailedError, run_invocation, run_worker
 from scaler.sim import scenarios
+from tests.test_lambda import Context
 
 INCIDENT = scenarios.incident()
 assert INCIDENT.throttle_onset is not None
@@ -37,17 +38,6 @@ PER_WORKER = 2  # six groups, two a worker: three shards
 # incident's backlog shows in them, and the local AWS takes a third of the time to seed them.
 MINUTES = int((TICK - INCIDENT.window.start).total_seconds() // 60) - 1
 SEEDED = 40
-
-
-@dataclass
-class Context:
-    """What Lambda passes: a request id and the time left."""
-
-    aws_request_id: str = "req-1"
-    remaining_ms: int = 120_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 @dataclass
@@ -342,17 +332,29 @@ def test_a_group_stays_in_its_shard_from_one_minute_to_the_next(
     assert sorted(minutes[0]) == GROUPS
 
 
-def test_a_shard_that_cannot_be_sent_fails_the_scheduled_invocation(
-    clients: Clients, policy_only: dict[str, str]
+@pytest.mark.parametrize(
+    ("queue_suffix", "remaining_ms", "why"),
+    [
+        ("-gone", 120_000, "queue does not exist"),  # a queue that is not there
+        ("", 19_000, "no time left"),  # inside the 20 s margin: no send is started
+    ],
+)
+def test_shards_that_cannot_be_sent_fail_the_scheduled_invocation(
+    clients: Clients, policy_only: dict[str, str], queue_suffix: str, remaining_ms: int, why: str
 ) -> None:
-    """A queue that is not there: the invocation fails (its Errors alarm), naming the shards."""
+    """The invocation fails (its Errors alarm), naming each shard not sent and why."""
     env = {
         "SCALER_POLICY": policy_only["SCALER_POLICY"],
-        "SCALER_SHARD_QUEUE": policy_only["QUEUE"] + "-gone",
+        "SCALER_SHARD_QUEUE": policy_only["QUEUE"] + queue_suffix,
         "SCALER_GROUPS_PER_WORKER": "2",
     }
-    with redirect_stdout(io.StringIO()), pytest.raises(TickFailedError, match="could not send"):
-        run_invocation(Context(), clients=clients, environ=env, now=TICK)
+    with redirect_stdout(io.StringIO()), pytest.raises(TickFailedError) as failed:
+        run_invocation(Context(remaining_ms=remaining_ms), clients=clients, environ=env, now=TICK)
+    shards = {shard_of(g, 3) for g in GROUPS}  # the groups' own names: their ASGs' here
+    assert str(failed.value).count(why) == len(shards)
+    assert str(failed.value).startswith("fan-out at")
+    left = clients.sqs.receive_message(QueueUrl=policy_only["QUEUE"], MaxNumberOfMessages=10)
+    assert left.get("Messages", []) == []
 
 
 def record(body: str, message_id: str) -> dict[str, Any]:
