@@ -228,6 +228,26 @@ def test_a_redelivered_message_does_not_act_twice(
     assert [len(fleet.audit(g, tick)) for g in GROUPS] == [1] * len(GROUPS)
 
 
+def test_a_duplicate_delivered_while_the_first_still_runs_finds_the_lease_held(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Apply mode, a group's lease held by another worker that is still renewing it (the same
+    message delivered twice at once): this worker leaves that group alone, acts on the rest,
+    and its message is done."""
+    fleet.worker_env["SCALER_APPLY"] = "1"
+    messages = send(fleet, apply=True)
+    largest = max(messages, key=lambda m: len(json.loads(m["Body"])["groups"]))
+    busy, *rest = json.loads(largest["Body"])["groups"]
+    store = DynamoStateStore(fleet.clients.dynamodb, TABLE)
+    assert store.acquire_lease(f"{busy}-asg", "lambda:first", now=TICK, ttl=timedelta(minutes=5))
+    capsys.readouterr()
+    assert fleet.work(largest, now=TICK + timedelta(seconds=5)) == []
+    (report,) = reports(capsys.readouterr().out)
+    status = {g["group"]: g["status"] for g in report["groups"]}
+    assert status == {busy: "leased-elsewhere", **dict.fromkeys(rest, "decided")}
+    assert [fleet.desired(g) for g in [busy, *rest]] == [8] + [12] * len(rest)
+
+
 def deny_reading(clients: Clients, asg: str) -> None:
     """AWS refuses to describe `asg` (AccessDenied), as a missing grant or a wrong account
     would: every other group reads as usual."""
