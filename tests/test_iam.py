@@ -1,7 +1,8 @@
 """Least privilege: the IAM policies in infra/ grant exactly the AWS calls scaler makes.
 
-Each mode runs through its real entry point (`scaler.cli.main`, the Lambda's `run_invocation`)
-against the local AWS, with the state store it uses. A before-call hook on every client scaler
+Each mode runs through its real entry point (`scaler.cli.main`, the Lambda's `run_invocation`
+and, in fan-out mode, `run_worker` for the shards the scheduler sent to a real queue) against the
+local AWS, with the state store it uses. A before-call hook on every client scaler
 makes records the IAM actions AWS authorizes for each call (TransactWriteItems is authorized
 item by item: dynamodb:ConditionCheckItem, PutItem, DeleteItem). Each policy document is then
 compared with the modes it is for: no call ungranted, no grant never called, except the few
@@ -30,7 +31,7 @@ from scaler.cli import EXIT_OK, main
 from scaler.control import create_table
 from scaler.demo.embedded import LOCAL_CREDENTIALS, LocalAws
 from scaler.demo.seed import seed_local_aws
-from scaler.lambda_handler import run_invocation
+from scaler.lambda_handler import run_invocation, run_worker
 from scaler.sim import scenarios
 from tests.aws_faults import answer_instance_refresh
 
@@ -90,6 +91,16 @@ OPT_IN = {
     "sqs:GetQueueUrl": "the cost gate finds each queue's URL",
     "sqs:GetQueueAttributes": "the cost gate reads each queue's depth",
 }
+
+# Granted to the fan-out worker for Lambda's event source mapping, which polls the shard queue
+# with the function's role: scaler's own code never makes these calls.
+EVENT_SOURCE = {
+    "sqs:ReceiveMessage": "the event source mapping receives the shard messages",
+    "sqs:DeleteMessage": "it deletes each message the worker did not report failed",
+    "sqs:GetQueueAttributes": "it reads the queue's attributes when it starts",
+}
+# What Lambda itself needs to write the function's log (the managed policy every function has).
+LAMBDA_LOGGING = "AWSLambdaBasicExecutionRole"
 
 # Actions that change something: never granted on every resource without a condition.
 READ_ONLY_PREFIXES = ("Describe", "Get", "List")
@@ -305,6 +316,62 @@ def lambda_tick(world: World, recorder: CallRecorder, table: str, *, apply: bool
     return calls
 
 
+def lambda_clients(world: World, recorder: CallRecorder) -> Clients:
+    """A function's clients on the local AWS, every call recorded."""
+    clients = recorder.watch(
+        MAKE_CLIENTS(boto3.Session(**LOCAL_CREDENTIALS), endpoint_url=world.aws.endpoint_url)
+    )
+    answer_instance_refresh(clients.autoscaling)
+    return clients
+
+
+def fan_out(world: World, clients: Clients, table: str, *, apply: bool) -> list[dict[str, Any]]:
+    """The scheduled function in fan-out mode (a worker a group): the messages it sent."""
+    queue = world.clients.sqs.create_queue(QueueName=f"shards-{table}")["QueueUrl"]
+    environ = {
+        "SCALER_POLICY": str(world.policy(f"dynamodb:{table}")),
+        "SCALER_STATE": f"dynamodb://{table}",
+        "SCALER_SHARD_QUEUE": queue,
+        "SCALER_GROUPS_PER_WORKER": "1",
+        **({"SCALER_APPLY": "1"} if apply else {}),
+    }
+    with redirect_stdout(io.StringIO()):
+        sent = run_invocation(Context(), clients=clients, environ=environ, now=TICK)
+    assert sent["mode"] == "fan-out"
+    messages: list[dict[str, Any]] = world.clients.sqs.receive_message(
+        QueueUrl=queue, MaxNumberOfMessages=10
+    )["Messages"]
+    assert len(messages) == len(sent["sent"])
+    return [{**environ, "body": m["Body"], "id": m["MessageId"]} for m in messages]
+
+
+def lambda_scheduler(world: World, recorder: CallRecorder) -> frozenset[str]:
+    """The scheduled function with more groups than a worker ticks: it only sends shards."""
+    clients = lambda_clients(world, recorder)
+    calls = recorder.during(lambda: fan_out(world, clients, "scheduler", apply=False))
+    assert world.desired() == 8
+    return calls
+
+
+def lambda_worker(
+    world: World, recorder: CallRecorder, table: str, *, apply: bool
+) -> frozenset[str]:
+    """The worker function, once for each shard the scheduler sent (its calls not recorded)."""
+    shards = fan_out(world, world.clients, table, apply=apply)
+    clients = lambda_clients(world, recorder)
+
+    def work() -> None:
+        for shard in shards:
+            event = {"Records": [{"messageId": shard["id"], "body": shard["body"]}]}
+            with redirect_stdout(io.StringIO()):
+                answer = run_worker(event, Context(), clients=clients, environ=shard, now=TICK)
+            assert answer == {"batchItemFailures": []}
+
+    calls = recorder.during(work)
+    assert (world.desired(), world.template_versions()) == ((12, 2) if apply else (8, 1))
+    return calls
+
+
 # Which modes each policy document is for: it must grant exactly what they call.
 COVERAGE: dict[str, tuple[str, ...]] = {
     "iam-advise.json": ("advise", "run dry-run, SQLite", "history, DynamoDB"),
@@ -316,7 +383,8 @@ COVERAGE: dict[str, tuple[str, ...]] = {
         "history, DynamoDB",
     ),
     "iam-catalog.json": ("catalog refresh",),
-    "lambda/template.yaml": ("Lambda, dry-run", "Lambda, apply"),
+    "lambda/template.yaml": ("Lambda, dry-run", "Lambda, apply", "Lambda scheduler, fan-out"),
+    "lambda/template.yaml#Worker": ("Lambda worker, dry-run", "Lambda worker, apply"),
 }
 
 
@@ -332,7 +400,7 @@ def record_every_mode(
         answer_instance_refresh(clients.autoscaling)  # moto's server lacks it
         return clients
 
-    worlds = iter(range(4))
+    worlds = iter(range(5))
 
     def world() -> World:
         return make_world(aws, folder / f"world-{next(worlds)}")
@@ -349,9 +417,12 @@ def record_every_mode(
         "history, DynamoDB": history(calm, recorder, "dynamodb:dry"),
         "catalog refresh": catalog_refresh(calm, recorder),
         "Lambda, dry-run": lambda_tick(calm, recorder, "lambda-dry", apply=False),
+        "Lambda scheduler, fan-out": lambda_scheduler(calm, recorder),
+        "Lambda worker, dry-run": lambda_worker(calm, recorder, "worker-dry", apply=False),
         "run --apply, SQLite": run(world(), recorder, "apply", apply=True),
         "run --apply, DynamoDB": run(world(), recorder, "dynamodb:apply", apply=True),
         "Lambda, apply": lambda_tick(world(), recorder, "lambda-apply", apply=True),
+        "Lambda worker, apply": lambda_worker(world(), recorder, "worker-apply", apply=True),
     }
 
 
@@ -381,13 +452,35 @@ def template() -> dict[str, Any]:
     return loaded
 
 
+def function_statements(function: str) -> list[dict[str, Any]]:
+    """Every statement a function of the template is granted: its SAM `Policies` (inline
+    statements, and the template's own managed policies by !Ref), or its own `Role`'s."""
+    resources = template()["Resources"]
+    properties = resources[function]["Properties"]
+    if "Role" in properties:
+        role = resources[properties["Role"]["GetAtt"].removesuffix(".Arn")]["Properties"]
+        managed = [
+            p
+            for p in role["ManagedPolicyArns"]
+            if not str(p.get("Sub", "")).endswith(LAMBDA_LOGGING)
+        ]
+        inline = [p["PolicyDocument"] for p in role.get("Policies", [])]
+    else:
+        managed = [p for p in properties["Policies"] if set(p) == {"Ref"}]
+        inline = [p for p in properties["Policies"] if set(p) != {"Ref"}]
+    for policy in managed:
+        assert set(policy) == {"Ref"}, f"{function}: {policy} is not the template's own policy"
+        inline.append(resources[policy["Ref"]]["Properties"]["PolicyDocument"])
+    # SAM's policy templates (DynamoDBCrudPolicy, ...) grant more than scaler calls.
+    assert all("Statement" in p for p in inline), "list the actions instead"
+    return [s for p in inline for s in p["Statement"]]
+
+
 def statements(document: str) -> list[dict[str, Any]]:
-    """Every statement of a policy document, or of the Lambda function's inline policies."""
-    if document == "lambda/template.yaml":
-        policies = template()["Resources"]["Tick"]["Properties"]["Policies"]
-        # SAM's policy templates (DynamoDBCrudPolicy, ...) grant more than scaler calls.
-        assert all(set(p) == {"Statement"} for p in policies), "list the actions instead"
-        return [s for p in policies for s in p["Statement"]]
+    """Every statement of a policy document, or of a Lambda function's policies
+    (`lambda/template.yaml` is the Tick function, `lambda/template.yaml#Worker` the Worker)."""
+    if document.startswith("lambda/template.yaml"):
+        return function_statements(document.partition("#")[2] or "Tick")
     doc = json.loads((INFRA / document).read_text())
     assert doc["Version"] == "2012-10-17"
     result: list[dict[str, Any]] = doc["Statement"]
@@ -430,9 +523,12 @@ SERVICES: dict[str, set[str]] = {
     "history, DynamoDB": {"dynamodb"},
     "catalog refresh": {"ec2"},
     "Lambda, dry-run": {*TICK_SERVICES, "dynamodb"},
+    "Lambda scheduler, fan-out": {"sqs"},  # no tick: only the shards sent
+    "Lambda worker, dry-run": {*TICK_SERVICES, "dynamodb"},
     "run --apply, SQLite": TICK_SERVICES,
     "run --apply, DynamoDB": {*TICK_SERVICES, "dynamodb"},
     "Lambda, apply": {*TICK_SERVICES, "dynamodb"},
+    "Lambda worker, apply": {*TICK_SERVICES, "dynamodb"},
 }
 
 
@@ -441,9 +537,10 @@ def mismatches(document: str, recorded: dict[str, frozenset[str]]) -> dict[str, 
     called = set().union(*(recorded[mode] for mode in COVERAGE[document]))
     implied = {a: why for call in called for a, why in IMPLIED.get(call, {}).items()}
     grants = granted(document)
+    polled = set(EVENT_SOURCE) if document.endswith("#Worker") else set()
     found = {
         "called, not granted": sorted(called - grants),
-        "granted, never called": sorted(grants - called - set(implied) - set(OPT_IN)),
+        "granted, never called": sorted(grants - called - set(implied) - set(OPT_IN) - polled),
         "checked by AWS on a call's behalf, not granted": {
             a: why for a, why in implied.items() if a not in grants
         },
@@ -481,7 +578,9 @@ def test_only_reads_are_granted_on_every_resource_unconditionally(document: str)
 TAGGED = {"aws:ResourceTag/scaler": "apply"}
 
 
-@pytest.mark.parametrize("document", ["iam-apply.json", "lambda/template.yaml"])
+@pytest.mark.parametrize(
+    "document", ["iam-apply.json", "lambda/template.yaml", "lambda/template.yaml#Worker"]
+)
 @pytest.mark.parametrize(
     ("action", "resource"),
     [
@@ -503,7 +602,9 @@ def test_acting_needs_the_scaler_apply_tag(document: str, action: str, resource:
         assert statement.get("Condition", {}).get("StringEquals") == TAGGED, statement.get("Sid")
 
 
-@pytest.mark.parametrize("document", ["iam-apply.json", "lambda/template.yaml"])
+@pytest.mark.parametrize(
+    "document", ["iam-apply.json", "lambda/template.yaml", "lambda/template.yaml#Worker"]
+)
 @pytest.mark.parametrize(
     ("action", "condition"),
     [
@@ -525,3 +626,41 @@ def test_the_state_table_outlives_the_stack() -> None:
     table = template()["Resources"]["StateTable"]
     assert table["DeletionPolicy"] == "Retain"
     assert table["UpdateReplacePolicy"] == "Retain"
+
+
+@pytest.mark.parametrize(
+    ("function", "actions"),
+    [
+        ("Tick", {"sqs:SendMessage"}),
+        ("Worker", set(EVENT_SOURCE)),
+    ],
+)
+def test_each_function_reaches_the_shard_queue_only_as_its_part_needs(
+    function: str, actions: set[str]
+) -> None:
+    """The scheduler only sends to the shard queue; the worker's event source only reads and
+    deletes from it; neither touches any other queue (no SAM-added policy on every queue)."""
+    on_queue = [s for s in function_statements(function) if "ShardQueue.Arn" in resources(s)]
+    assert {a for s in on_queue for a in _listed(s["Action"])} == actions
+    assert all(resources(s) == ["ShardQueue.Arn"] for s in on_queue)
+    worker = template()["Resources"]["Worker"]["Properties"]
+    assert "Policies" not in worker, "SAM would add AWSLambdaSQSQueueExecutionRole: use Role"
+
+
+def test_a_shard_not_done_goes_to_the_dead_letter_queue_not_back_to_a_worker() -> None:
+    """A shard's minute is not retried (the next minute's message is the retry): the shard
+    queue moves a message given back once to its dead-letter queue; the worker's event source
+    reports failures item by item, one shard an invocation."""
+    resources_ = template()["Resources"]
+    queue = resources_["ShardQueue"]["Properties"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"GetAtt": "ShardDeadLetters.Arn"},
+        "maxReceiveCount": 1,
+    }
+    worker = resources_["Worker"]["Properties"]
+    assert queue["VisibilityTimeout"] >= worker["Timeout"]  # Lambda refuses a shorter one
+    shards = worker["Events"]["Shards"]["Properties"]
+    assert (shards["BatchSize"], shards["FunctionResponseTypes"]) == (
+        1,
+        ["ReportBatchItemFailures"],
+    )

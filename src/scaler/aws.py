@@ -114,7 +114,8 @@ class Clients:
 
     @property
     def sqs(self) -> SQSClient:
-        """SQS: the queue's current depth (GetQueueAttributes), and the local demo's queues."""
+        """SQS: the queue's current depth (GetQueueAttributes), the fan-out's shard messages
+        (SendMessage), and the local demo's queues."""
         return cast("SQSClient", self._client("sqs"))
 
     @property
