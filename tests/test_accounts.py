@@ -420,3 +420,46 @@ def test_a_refused_role_fails_its_accounts_groups_and_no_other(
     code, out, err = run("advise", "--policy", str(write_policy(tmp_path)))
     assert code == EXIT_FAILED and "Traceback" not in out + err
     assert f"workers-a: account {A}, region eu-west-1: cannot assume role" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["export", "--start", "-1h"],
+            "group 'workers-a' is in account 111111111111, region eu-west-1: scaler export "
+            "reads only scaler's own account and region",
+        ),
+        # The groups of scaler's own account and region export as before.
+        (["export", "--start", "-1h", "--group", "workers-home"], None),
+    ],
+)
+def test_export_never_reads_a_group_in_the_wrong_account(
+    clients: Clients, tmp_path: Path, run: Run, args: list[str], expected: str | None
+) -> None:
+    """`scaler export` reads with scaler's own credentials: a group elsewhere is refused, exit 2."""
+    seed(clients, PLACES["workers-home"], busy=True)
+    output = tmp_path / "out.csv"
+    code, _, err = run(*args, "--policy", str(write_policy(tmp_path)), "-o", str(output))
+    if expected is None:
+        assert code == EXIT_OK, err
+        assert ",queue_visible,16100,workers-home" in output.read_text()
+    else:
+        assert code == EXIT_BAD_INPUT and "Traceback" not in err
+        assert expected in err and not output.exists()
+
+
+def test_a_group_missing_in_its_account_says_where_it_was_looked_for(
+    clients: Clients, tmp_path: Path, run: Run
+) -> None:
+    """A group not found is reported with the account and region it was looked for in; the
+    same name elsewhere is not mistaken for it."""
+    seed(clients, PLACES["workers-home"], busy=True)
+    seed(clients, PLACES["workers-a"], busy=True)
+    code, out, _ = run("run", "--policy", str(write_policy(tmp_path)))
+    assert code == EXIT_FAILED
+    assert (
+        f"  workers-b: not evaluated: account {B}, region us-west-2: no Auto Scaling group "
+        f"named '{ASG}'" in out
+    )
+    assert f"workers-a: ASG {A}/eu-west-1/{ASG} desired 8" in out

@@ -161,7 +161,16 @@ def advise(
             )
             continue
         tick = _advise_place(part, where, now=now, catalog=catalog, retry=retry)
-        parts.append(tick.model_copy(update={"groups": [g.placed(place) for g in tick.groups]}))
+        # An error elsewhere says where ("no group named workers" alone would not).
+        errors = [
+            e if place == Place() else e.model_copy(update={"error": f"{place}: {e.error}"})
+            for e in tick.errors
+        ]
+        parts.append(
+            tick.model_copy(
+                update={"groups": [g.placed(place) for g in tick.groups], "errors": errors}
+            )
+        )
     return TickAdvice(
         at=floor_minute(now),
         groups=[g for p in parts for g in p.groups],
