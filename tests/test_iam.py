@@ -7,6 +7,10 @@ makes records the IAM actions AWS authorizes for each call (TransactWriteItems i
 item by item: dynamodb:ConditionCheckItem, PutItem, DeleteItem). Each policy document is then
 compared with the modes it is for: no call ungranted, no grant never called, except the few
 permissions AWS checks on scaler's behalf that no local server exercises (`IMPLIED`).
+
+Groups in another account are read and acted on through a role scaler assumes there: its own
+role then needs sts:AssumeRole, and the role in the target account (`iam-target-*.json`) what
+the calls made with that role's credentials need, recorded apart.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import yaml
 
 import scaler.aws
 import scaler.cli.common
-from scaler.aws import Clients
+from scaler.aws import ROLE_SESSION_NAME, Clients
 from scaler.cli import EXIT_OK, main
 from scaler.control import create_table
 from scaler.demo.embedded import LOCAL_CREDENTIALS, LocalAws
@@ -46,6 +50,10 @@ TICK = INCIDENT.throttle_onset + timedelta(minutes=9)
 LOCAL_AMI = "ami-12c6146b"  # an image the local AWS knows
 # Captured before record_every_mode wraps it: the test's own clients are not recorded.
 MAKE_CLIENTS = scaler.aws.make_clients
+AT = Clients.at
+# The role the policy names in the target account (the name iam-*.json let scaler assume).
+TARGET_ACCOUNT = "111111111111"
+TARGET_ROLE = f"arn:aws:iam::{TARGET_ACCOUNT}:role/scaler-target"
 
 # botocore's service id -> the IAM action prefix AWS authorizes its calls under.
 IAM_PREFIX = {
@@ -56,6 +64,7 @@ IAM_PREFIX = {
     "SNS": "sns",
     "SQS": "sqs",
     "SSM": "ssm",
+    "STS": "sts",
 }
 # TransactWriteItems has no IAM action of its own: each item is authorized as its single call.
 TRANSACT_ITEM_ACTION = {
@@ -152,22 +161,31 @@ class World:
     clients: Clients
     folder: Path
     template_id: str
+    account: str | None = None  # the groups' account, through TARGET_ROLE; None: scaler's own
+    home: Clients | None = None  # scaler's own account (its state table), when `account` is set
 
     def policy(self, state: str) -> Path:
         """A policy for both groups, its state in `state`: a SQLite file, or dynamodb:TABLE."""
         if state.startswith("dynamodb:"):
             table = state.removeprefix("dynamodb:")
-            create_table(self.clients.dynamodb, table)
+            create_table((self.home or self.clients).dynamodb, table)
             block = f"  dynamodb_table: {table}\n"
         else:
             block = f"  path: {self.folder / state}.db\n"
         path = self.folder / f"policy-{state.replace(':', '-')}.yaml"
+        where = f'    account: "{self.account}"\n' if self.account else ""
+        accounts = (
+            f'accounts:\n  "{self.account}": {{role_arn: "{TARGET_ROLE}"}}\n'
+            if self.account
+            else ""
+        )
         path.write_text(
             "groups:\n"
             "  - name: crash-processor\n"
             "    auto_scaling_group: crash-asg\n"
             "    queue: crash-reports\n"
             "    max_size: 40\n"
+            f"{where}"
             # Held at its size, so its only action is the type change the incident advises
             # (one group cannot do both in a tick: the first action starts the cooldown).
             "  - name: typed-processor\n"
@@ -175,6 +193,8 @@ class World:
             "    queue: typed-reports\n"
             "    max_size: 8\n"
             "    type_change: {apply: true}\n"
+            f"{where}"
+            f"{accounts}"
             f"state:\n{block}"
         )
         return path
@@ -199,11 +219,13 @@ class World:
         return len(versions)
 
 
-def make_world(aws: LocalAws, folder: Path) -> World:
-    """The local AWS emptied, then the incident seeded on both groups (8 x m5.xlarge each)."""
+def make_world(aws: LocalAws, folder: Path, account: str | None = None) -> World:
+    """The local AWS emptied, then the incident seeded on both groups (8 x m5.xlarge each), in
+    `account` (through TARGET_ROLE) or in scaler's own."""
     aws.reset()
     folder.mkdir(parents=True)
-    clients = MAKE_CLIENTS(boto3.Session(**LOCAL_CREDENTIALS), endpoint_url=aws.endpoint_url)
+    home = MAKE_CLIENTS(boto3.Session(**LOCAL_CREDENTIALS), endpoint_url=aws.endpoint_url)
+    clients = home if account is None else AT(home, role_arn=TARGET_ROLE)
     length = int((TICK - INCIDENT.window.start).total_seconds() // 60) - 1
     templates: dict[str, str] = {}
     for group, asg, queue, version in (
@@ -221,7 +243,14 @@ def make_world(aws: LocalAws, folder: Path) -> World:
             now=TICK,
         ).launch_template_id
     _move_to_a_launch_configuration(clients, "crash-asg")
-    return World(aws=aws, clients=clients, folder=folder, template_id=templates["typed-asg"])
+    return World(
+        aws=aws,
+        clients=clients,
+        folder=folder,
+        template_id=templates["typed-asg"],
+        account=account,
+        home=home,
+    )
 
 
 def _move_to_a_launch_configuration(clients: Clients, asg: str) -> None:
@@ -385,7 +414,23 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "iam-catalog.json": ("catalog refresh",),
     "lambda/template.yaml": ("Lambda, dry-run", "Lambda, apply", "Lambda scheduler, fan-out"),
     "lambda/template.yaml#Worker": ("Lambda worker, dry-run", "Lambda worker, apply"),
+    "iam-target-advise.json": (
+        "advise, another account: target role",
+        "Lambda, dry-run, another account: target role",
+    ),
+    "iam-target-apply.json": (
+        "advise, another account: target role",
+        "run --apply, another account: target role",
+        "Lambda, dry-run, another account: target role",
+    ),
 }
+# What scaler's own role needs for groups in another account: to assume the role there.
+for _document, _mode in (
+    ("iam-advise.json", "advise, another account"),
+    ("iam-apply.json", "run --apply, another account"),
+    ("lambda/template.yaml", "Lambda, dry-run, another account"),
+):
+    COVERAGE[_document] += (_mode,)
 
 
 def record_every_mode(
@@ -405,11 +450,41 @@ def record_every_mode(
     def world() -> World:
         return make_world(aws, folder / f"world-{next(worlds)}")
 
+    # Clients in another account, as its role: their calls are that role's, recorded apart.
+    target = CallRecorder()
+    watched: list[Clients] = []
+
+    def watched_at(self: Clients, **kwargs: Any) -> Clients:
+        there = AT(self, **kwargs)
+        if there is not self and not any(there is w for w in watched):
+            watched.append(target.watch(there))
+            answer_instance_refresh(there.autoscaling)
+        return there
+
+    def elsewhere(mode: str, run_mode: Callable[[], frozenset[str]]) -> dict[str, frozenset[str]]:
+        target.actions.clear()
+        own = run_mode()
+        return {mode: own, f"{mode}: target role": frozenset(target.actions)}
+
     # The two places an entry point makes its clients: the CLI's, and catalog refresh's.
     monkeypatch.setattr(scaler.cli.common, "make_clients", make_watched_clients)
     monkeypatch.setattr(scaler.aws, "make_clients", make_watched_clients)
+    monkeypatch.setattr(Clients, "at", watched_at)
+    away = make_world(aws, folder / "world-away", account=TARGET_ACCOUNT)
+    away_modes = {
+        **elsewhere("advise, another account", lambda: advise(away, recorder)),
+        **elsewhere(
+            "Lambda, dry-run, another account",
+            lambda: lambda_tick(away, recorder, "lambda-away", apply=False),
+        ),
+    }
+    away = make_world(aws, folder / "world-away-apply", account=TARGET_ACCOUNT)
+    away_modes |= elsewhere(
+        "run --apply, another account",
+        lambda: run(away, recorder, "dynamodb:away", apply=True),
+    )
     calm = world()
-    return {
+    return away_modes | {
         "advise": advise(calm, recorder),
         "run dry-run, SQLite": run(calm, recorder, "dry", apply=False),
         "history, SQLite": history(calm, recorder, "dry"),
@@ -529,6 +604,13 @@ SERVICES: dict[str, set[str]] = {
     "run --apply, DynamoDB": {*TICK_SERVICES, "dynamodb"},
     "Lambda, apply": {*TICK_SERVICES, "dynamodb"},
     "Lambda worker, apply": {*TICK_SERVICES, "dynamodb"},
+    # Groups in another account: scaler's own role assumes the role there, which reads and acts.
+    "advise, another account": {"sts"},
+    "advise, another account: target role": TICK_SERVICES,
+    "run --apply, another account": {"sts", "dynamodb"},
+    "run --apply, another account: target role": TICK_SERVICES,
+    "Lambda, dry-run, another account": {"sts", "dynamodb"},
+    "Lambda, dry-run, another account: target role": TICK_SERVICES,
 }
 
 
@@ -579,7 +661,13 @@ TAGGED = {"aws:ResourceTag/scaler": "apply"}
 
 
 @pytest.mark.parametrize(
-    "document", ["iam-apply.json", "lambda/template.yaml", "lambda/template.yaml#Worker"]
+    "document",
+    [
+        "iam-apply.json",
+        "iam-target-apply.json",
+        "lambda/template.yaml",
+        "lambda/template.yaml#Worker",
+    ],
 )
 @pytest.mark.parametrize(
     ("action", "resource"),
@@ -603,7 +691,13 @@ def test_acting_needs_the_scaler_apply_tag(document: str, action: str, resource:
 
 
 @pytest.mark.parametrize(
-    "document", ["iam-apply.json", "lambda/template.yaml", "lambda/template.yaml#Worker"]
+    "document",
+    [
+        "iam-apply.json",
+        "iam-target-apply.json",
+        "lambda/template.yaml",
+        "lambda/template.yaml#Worker",
+    ],
 )
 @pytest.mark.parametrize(
     ("action", "condition"),
@@ -664,3 +758,22 @@ def test_a_shard_not_done_goes_to_the_dead_letter_queue_not_back_to_a_worker() -
         1,
         ["ReportBatchItemFailures"],
     )
+
+
+def test_the_target_role_trusts_only_scaler_by_its_session_name() -> None:
+    """The role in each other account may be assumed by scaler's role only, and only under the
+    session name scaler uses (so the target account's CloudTrail shows every call as scaler's)."""
+    (statement,) = json.loads((INFRA / "iam-target-trust.json").read_text())["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert _listed(statement["Action"]) == ["sts:AssumeRole"]
+    assert statement["Principal"]["AWS"].startswith("arn:aws:iam::")
+    assert statement["Condition"] == {"StringEquals": {"sts:RoleSessionName": ROLE_SESSION_NAME}}
+
+
+@pytest.mark.parametrize("document", ["iam-advise.json", "iam-apply.json", "lambda/template.yaml"])
+def test_scaler_may_assume_only_the_target_role(document: str) -> None:
+    """sts:AssumeRole is granted on the scaler-target role of each account, nothing wider."""
+    (statement,) = [s for s in statements(document) if "sts:AssumeRole" in _listed(s["Action"])]
+    # arn:aws:iam::*:role/scaler-target (the partition is ${AWS::Partition} in the template)
+    arns = [r.replace("${AWS::Partition}", "aws") for r in resources(statement)]
+    assert arns == ["arn:aws:iam::*:role/scaler-target"]

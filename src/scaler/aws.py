@@ -1,5 +1,8 @@
 """Boto3 clients, made in one place and passed in; and THE vocabulary of AWS failures.
 
+`make_clients` makes the clients of scaler's own credentials; `Clients.at` those of another
+region, or of another account through a role assumed with STS (many accounts and regions).
+
 Every caller of AWS (sources, actuators, the state store, the catalog refresh) sorts failures
 here: `is_retryable` (what waiting can cure), `classify_aws_error` (scaler's error type for a
 failure) and `outcome_unknown` (whether a failed call may still have run).
@@ -11,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
@@ -34,7 +38,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from scaler.errors import AwsCallError, RetryableAwsError
+from scaler.errors import AwsCallError, RetryableAwsError, ScalerError
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -44,12 +48,15 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_sts import STSClient
 
 __all__ = [
     "AWS_CALL_ERRORS",
     "DEFAULT_RETRY",
     "ENDPOINT_ENV",
+    "RENEW_ROLE_BEFORE",
     "RETRYABLE_CODES",
+    "ROLE_SESSION_NAME",
     "Clients",
     "RetryPolicy",
     "call_aws",
@@ -76,6 +83,37 @@ _CONFIG = Config(
 )
 
 
+#: The session name of every role scaler assumes: the target account's CloudTrail names scaler.
+ROLE_SESSION_NAME = "scaler"
+#: Assumed credentials last an hour; they are assumed again when less than this is left, so
+#: no call of a tick runs on credentials about to end.
+RENEW_ROLE_BEFORE = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """What clients are made from: a session (its credentials), an endpoint, a region."""
+
+    session: boto3.Session
+    endpoint: str | None
+    region: str
+    config: Config
+
+    def clients(self) -> Clients:
+        return Clients(self.make, origin=self)
+
+    def make(self, service: str) -> Any:
+        config = self.config
+        if service == "cloudwatch":
+            # GetMetricData's queries are built by one function (tested against the API's own
+            # model on the moto server); botocore re-checking 500 queries against the model on
+            # every call was about a tenth of a large tick's CPU. AWS still validates them.
+            config = config.merge(Config(parameter_validation=False))
+        return self.session.client(  # type: ignore[call-overload]
+            service, endpoint_url=self.endpoint, region_name=self.region, config=config
+        )
+
+
 class Clients:
     """The AWS clients scaler uses, all from one session and endpoint, each made on first use.
 
@@ -84,12 +122,71 @@ class Clients:
     """
 
     #: Every service scaler may call, by the attribute that holds its client.
-    SERVICES = ("autoscaling", "cloudwatch", "sqs", "ec2", "dynamodb", "sns", "ssm")
+    SERVICES = ("autoscaling", "cloudwatch", "sqs", "ec2", "dynamodb", "sns", "ssm", "sts")
 
-    def __init__(self, make: Callable[[str], Any]) -> None:
+    def __init__(self, make: Callable[[str], Any], *, origin: _Origin | None = None) -> None:
         self._make = make
         self._made: dict[str, Any] = {}
         self._lock = threading.Lock()  # boto3 does not make clients safely from two threads
+        self._origin = origin
+        # (region, role ARN) -> the clients there, and when their credentials end (None: never).
+        self._elsewhere: dict[tuple[str, str | None], tuple[Clients, datetime | None]] = {}
+        self._elsewhere_lock = threading.Lock()
+
+    def at(self, *, region: str | None = None, role_arn: str | None = None) -> Clients:
+        """Clients in `region` (None: these clients' region) as `role_arn` (None: with these
+        clients' own credentials), made once and kept, so a `--every` loop or a warm Lambda
+        keeps what it learned per account (launch template types, the cost gate's reads).
+
+        The role is assumed through these clients' STS (session name `scaler`), and assumed
+        again when its credentials near their end. Raises AwsCallError (RetryableAwsError for
+        throttling and 5xx) naming the role when AWS refuses to let scaler assume it.
+        """
+        if role_arn is None and region is None:
+            return self
+        if self._origin is None:
+            raise ScalerError("these clients were not made by make_clients: no other place")
+        here = self._origin
+        region = region or here.region
+        if region == here.region and role_arn is None:
+            return self
+        key = (region, role_arn)
+        with self._elsewhere_lock:
+            made, ends = self._elsewhere.get(key, (None, None))
+            # Credentials end in real time, whatever clock a tick runs on.
+            if made is not None and (ends is None or datetime.now(UTC) < ends - RENEW_ROLE_BEFORE):
+                return made
+            session, ends = (
+                (here.session, None) if role_arn is None else self._assume(role_arn, region)
+            )
+            made = _Origin(session, here.endpoint, region, here.config).clients()
+            self._elsewhere[key] = (made, ends)
+            return made
+
+    def _assume(self, role_arn: str, region: str) -> tuple[boto3.Session, datetime]:
+        try:
+            answer = call_aws(
+                "sts:AssumeRole",
+                [role_arn],
+                self.sts.assume_role,
+                expect="Credentials",
+                RoleArn=role_arn,
+                RoleSessionName=ROLE_SESSION_NAME,
+            )
+        except AwsCallError as exc:
+            failure = classify_aws_error(exc.__cause__ or exc, operation="sts:AssumeRole")
+            raise type(failure)(
+                f"cannot assume role {role_arn} ({failure}): its trust policy must name the "
+                "role scaler runs as, and that role needs sts:AssumeRole on it"
+            ) from exc
+        credentials = answer["Credentials"]
+        session = boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=region,
+        )
+        return session, credentials["Expiration"]
 
     def _client(self, service: str) -> Any:
         with self._lock:
@@ -138,6 +235,11 @@ class Clients:
         """SSM: `scaler enrich`'s destination secrets, kept as SecureString parameters."""
         return cast("SSMClient", self._client("ssm"))
 
+    @property
+    def sts(self) -> STSClient:
+        """STS: the roles assumed in other accounts (`at`)."""
+        return cast("STSClient", self._client("sts"))
+
 
 def make_clients(
     boto3_session: boto3.Session | None = None,
@@ -154,17 +256,7 @@ def make_clients(
     endpoint = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
     region = region_name or session.region_name or "us-east-1"
     cfg = _CONFIG.merge(config) if config else _CONFIG
-    # GetMetricData's queries are built by one function (tested against the API's own model on
-    # the moto server); botocore re-checking 500 queries against the model on every call was
-    # about a tenth of a large tick's CPU. AWS still validates what it receives.
-    lean = {"cloudwatch": cfg.merge(Config(parameter_validation=False))}
-
-    def make(service: str) -> Any:
-        return session.client(  # type: ignore[call-overload]
-            service, endpoint_url=endpoint, region_name=region, config=lean.get(service, cfg)
-        )
-
-    return Clients(make)
+    return _Origin(session, endpoint, region, cfg).clients()
 
 
 # THE list of error codes worth waiting for: throttling (botocore's standard list, minus quota

@@ -4,7 +4,9 @@ Dry-run is decided here, once, and handed to the actuator: a tick applies only w
 command line says `--apply` or the policy says `mode: apply`, and the kill switch (policy or
 SCALER_KILL_SWITCH) still turns that into dry-run inside the rails. Each group is decided
 under its lease, so two overlapping ticks never both act on one group. State (lease,
-observations, cooldown, audit) is keyed by the Auto Scaling group's name.
+observations, cooldown, audit) is keyed by the Auto Scaling group (`GroupPolicy.state_key`:
+its name, with its account and region when the policy names them), and a group is acted on
+through the clients of its own account and region.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -36,10 +38,10 @@ from scaler.control import (
     make_tick_id,
     plan_type_change,
 )
-from scaler.errors import InputError, ScalerError
+from scaler.errors import AwsCallError, InputError, ScalerError
 from scaler.instances.catalog import Catalog
-from scaler.live import GroupAdvice, advise
-from scaler.models import EvidenceValue, GroupError, GroupState
+from scaler.live import GroupAdvice, advise, place_clients
+from scaler.models import EvidenceValue, GroupError, GroupState, Place
 from scaler.policy import GroupPolicy, Policy
 from scaler.sources.autoscaling import read_group_states
 
@@ -144,25 +146,43 @@ def run_tick(
     # A dry-run never makes an apply tick of the same minute a duplicate: the mode is in the id.
     tick_id = make_tick_id(now, prefix=mode)
     owner = owner or default_owner()
-    actuator = Actuator(clients.autoscaling, store, dry_run=dry_run, deadline=stop)
-    changer = TypeChanger(clients.autoscaling, clients.ec2, store, dry_run=dry_run, deadline=stop)
     kill_env = kill_switch_from_env(env)
     tick = advise(policy, clients, now=now, catalog=catalog, retry=retry)
     outcomes: list[GroupOutcome] = []
+    acting: dict[Place, _Acting] = {}
     for group_advice in tick.groups:
         if stop is not None and stop.is_set():
             outcomes.append(
                 GroupOutcome(group=group_advice.group, status="abandoned", advice=group_advice)
             )
             continue
+        group = policy.group(group_advice.group)
+        if group.place not in acting:
+            try:
+                # Actions go through the group's own account and region; the clients advise
+                # used are kept, so this assumes no role again.
+                here = place_clients(policy, group.place, clients).clients
+            except AwsCallError as exc:
+                outcomes.append(
+                    GroupOutcome(
+                        group=group.name, status="failed", advice=group_advice, error=str(exc)
+                    )
+                )
+                continue
+            acting[group.place] = _Acting(
+                here,
+                Actuator(here.autoscaling, store, dry_run=dry_run, deadline=stop),
+                TypeChanger(here.autoscaling, here.ec2, store, dry_run=dry_run, deadline=stop),
+            )
+        at = acting[group.place]
         outcomes.append(
             _decide(
-                policy.group(group_advice.group),
+                group,
                 group_advice,
                 store,
-                actuator,
-                changer,
-                clients=clients,
+                at.actuator,
+                at.changer,
+                clients=at.clients,
                 now=now,
                 tick_id=tick_id,
                 owner=owner,
@@ -195,7 +215,7 @@ def _decide(
 ) -> GroupOutcome:
     # State is keyed by the Auto Scaling group, the thing acted on: two policies naming one
     # ASG share its lease, its cooldown and its audit log.
-    key = group.asg_name
+    key = group.state_key
     try:
         with hold_lease(store, key, owner, now=now, ttl=lease_ttl) as held:
             fence = held.lease
@@ -253,6 +273,14 @@ def _decide(
         return GroupOutcome(group=group.name, status="failed", advice=advice, error=str(exc))
 
 
+class _Acting(NamedTuple):
+    """What acts on the groups of one account and region."""
+
+    clients: Clients
+    actuator: Actuator
+    changer: TypeChanger
+
+
 def _leased_elsewhere(
     group: GroupPolicy,
     advice: GroupAdvice,
@@ -262,7 +290,7 @@ def _leased_elsewhere(
     interval: timedelta,
 ) -> GroupOutcome:
     """Another tick holds the group: fine while it renews, a failure once it stopped."""
-    holder = store.read_lease(group.asg_name)
+    holder = store.read_lease(group.state_key)
     silent = now - holder.renewed if holder is not None else timedelta(0)
     stale = silent > interval
     log.info("lease_held_elsewhere", group=group.name, stale=stale)
@@ -295,8 +323,8 @@ def _state_before_acting(clients: Clients, group: GroupPolicy, retry: RetryPolic
         clients.autoscaling, clients.ec2, [group.asg_name], include_activity=True, retry=retry
     )[group.asg_name]
     if isinstance(again, GroupError):
-        raise ScalerError(f"re-reading group {group.asg_name!r} before acting: {again.error}")
-    return again
+        raise ScalerError(f"re-reading group {group.state_key!r} before acting: {again.error}")
+    return again.placed(group.place)
 
 
 def _evidence(advice: GroupAdvice) -> dict[str, EvidenceValue]:

@@ -139,7 +139,7 @@ def plan_shards(policy: Policy, *, tick: datetime, groups_per_worker: int) -> li
     shards = shard_count(len(policy.groups), groups_per_worker)
     by_shard: list[list[str]] = [[] for _ in range(shards)]
     for group in policy.groups:
-        by_shard[shard_of(group.asg_name, shards)].append(group.name)
+        by_shard[shard_of(group.state_key, shards)].append(group.name)
     messages = [
         ShardMessage(tick=tick, shard=index, shards=shards, groups=names)
         for index, names in enumerate(by_shard)
@@ -179,7 +179,7 @@ def parse_shard_message(
     strays = [
         name
         for name in message.groups
-        if shard_of(known[name].asg_name, message.shards) != message.shard
+        if shard_of(known[name].state_key, message.shards) != message.shard
     ]
     if strays:
         raise BadShardMessageError(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import structlog
@@ -32,9 +33,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from scaler.aws import DEFAULT_RETRY, Clients, RetryPolicy
 from scaler.engine import evaluate
-from scaler.errors import ScalerError
+from scaler.errors import AwsCallError, RetryableAwsError, ScalerError
 from scaler.instances.catalog import Catalog
-from scaler.models import Advice, GroupError, GroupState
+from scaler.models import Advice, GroupError, GroupState, Place
 from scaler.policy import GroupPolicy, Policy
 from scaler.signals import MINUTE, Signal, Window, floor_minute
 from scaler.sources.autoscaling import read_group_states
@@ -48,11 +49,13 @@ __all__ = [
     "GROWTH_MESSAGES",
     "GroupAdvice",
     "LastRead",
+    "PlaceClients",
     "TickAdvice",
     "advise",
     "advise_group",
     "as_of_data",
     "full_read_due",
+    "place_clients",
 ]
 
 log = structlog.get_logger(__name__)
@@ -83,6 +86,10 @@ class GroupAdvice(BaseModel):
     instance_type: str | None = Field(None, description="Instance type advised, if any.")
     notes: list[str] = Field(default_factory=list)
 
+    def placed(self, place: Place) -> GroupAdvice:
+        """This advice, its state marked with the account and region it was read in."""
+        return self.model_copy(update={"state": self.state.placed(place)})
+
     def headline(self) -> str:
         """One line: the group as AWS reports it, and how fresh the data is."""
         s = self.state
@@ -93,7 +100,7 @@ class GroupAdvice(BaseModel):
             else f"data as of {self.as_of:%H:%M} UTC ({self.data_age_minutes} min old)"
         )
         return (
-            f"{self.group}: ASG {s.name} desired {s.desired} (min {s.min_size}, max "
+            f"{self.group}: ASG {s.key} desired {s.desired} (min {s.min_size}, max "
             f"{s.max_size}), {s.in_service} in service, {kind}; {age}"
         )
 
@@ -125,8 +132,89 @@ def advise(
     catalog: Catalog | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
 ) -> TickAdvice:
-    """Read every group of `policy` from AWS as of `now` and advise each (never acts)."""
+    """Read every group of `policy` from AWS as of `now` and advise each (never acts).
+
+    Groups in other accounts and regions are read there (`place_clients`), place by place; a
+    place that cannot be reached (its role refused) fails its groups, never the others.
+    """
     catalog = policy.catalog(catalog)
+    parts: list[TickAdvice] = []
+    for place, groups in policy.places().items():
+        part = policy.model_copy(update={"groups": groups})
+        try:
+            where = place_clients(policy, place, clients)
+        except AwsCallError as exc:
+            failed = [
+                GroupError(
+                    group=g.name,
+                    error=f"{place}: {exc}",
+                    retryable=isinstance(exc, RetryableAwsError),
+                )
+                for g in groups
+            ]
+            for error in failed:
+                log.warning("group_not_evaluated", group=error.group, error=error.error)
+            parts.append(
+                TickAdvice(
+                    at=floor_minute(now), groups=[], errors=failed, metric_calls=0, metric_queries=0
+                )
+            )
+            continue
+        tick = _advise_place(part, where, now=now, catalog=catalog, retry=retry)
+        # An error elsewhere says where ("no group named workers" alone would not).
+        errors = [
+            e if place == Place() else e.model_copy(update={"error": f"{place}: {e.error}"})
+            for e in tick.errors
+        ]
+        parts.append(
+            tick.model_copy(
+                update={"groups": [g.placed(place) for g in tick.groups], "errors": errors}
+            )
+        )
+    return TickAdvice(
+        at=floor_minute(now),
+        groups=[g for p in parts for g in p.groups],
+        errors=[e for p in parts for e in p.errors],
+        metric_calls=sum(p.metric_calls for p in parts),
+        metric_queries=sum(p.metric_queries for p in parts),
+        full_reads=sum(p.full_reads for p in parts),
+        queue_reads=sum(p.queue_reads for p in parts),
+    )
+
+
+class PlaceClients(NamedTuple):
+    """The clients of one account and region: Auto Scaling, EC2, SQS and every action through
+    `clients`; metrics through `metrics`, naming `metrics_account` on each query when they are
+    read in the monitoring account (CloudWatch cross-account observability)."""
+
+    clients: Clients
+    metrics: Clients
+    metrics_account: str | None = None
+
+
+def place_clients(policy: Policy, place: Place, clients: Clients) -> PlaceClients:
+    """The clients of `place`: scaler's own there, or the account's role (assumed once and kept
+    by `clients`). Raises AwsCallError when the role cannot be assumed."""
+    if place.account is None:
+        here = clients.at(region=place.region)
+        return PlaceClients(here, here)
+    settings = policy.accounts[place.account]
+    there = clients.at(region=place.region, role_arn=settings.role_arn)
+    if settings.observability == "monitoring":
+        return PlaceClients(there, clients.at(region=place.region), place.account)
+    return PlaceClients(there, there)
+
+
+def _advise_place(
+    policy: Policy,
+    where: PlaceClients,
+    *,
+    now: datetime,
+    catalog: Catalog,
+    retry: RetryPolicy,
+) -> TickAdvice:
+    """Every group of `policy` (all in one account and region) read through `where`."""
+    clients = where.clients
     errors: list[GroupError] = []
     # Advice needs no scaling activities or refreshes (two calls a group); the controller
     # reads them for a group it is about to change.
@@ -165,12 +253,18 @@ def advise(
         )
     # A group whose Auto Scaling state could not be read is reported, not fetched.
     targets = [
-        MetricTarget.build(g.name, asg_name=g.asg_name, queue=g.queue_name, overrides=g.metrics)
+        MetricTarget.build(
+            g.name,
+            asg_name=g.asg_name,
+            queue=g.queue_name,
+            overrides=g.metrics,
+            account_id=where.metrics_account,
+        )
         for g in policy.groups
         if isinstance(states[g.asg_name], GroupState) and reasons[g.name] is not None
     ]
     fetched = (
-        CloudWatchSource(clients.cloudwatch, retry=retry).fetch(
+        CloudWatchSource(where.metrics.cloudwatch, retry=retry).fetch(
             targets, start=stop - timedelta(minutes=window_minutes), end=stop
         )
         if targets

@@ -16,6 +16,7 @@ __all__ = [
     "Finding",
     "GroupError",
     "GroupState",
+    "Place",
     "Recommendation",
     "Severity",
     "Strategy",
@@ -23,6 +24,7 @@ __all__ = [
     "Unevaluated",
     "advice_line",
     "format_time",
+    "group_key",
 ]
 
 
@@ -168,10 +170,35 @@ class GroupError(_Frozen):
     retryable: bool = False
 
 
+def group_key(name: str, *, account: str | None = None, region: str | None = None) -> str:
+    """THE key of an Auto Scaling group in state, leases, audit and output.
+
+    The group's name alone when the policy names no account and no region (the keys scaler
+    always used, so existing state carries on); else `account/region/name` with the parts the
+    policy names, e.g. `123456789012/eu-west-1/workers`: one name in two accounts or regions is
+    two groups.
+    """
+    return "/".join(part for part in (account, region, name) if part)
+
+
+class Place(_Frozen):
+    """Where a group lives: its account and region (None: those of scaler's own credentials)."""
+
+    account: str | None = None
+    region: str | None = None
+
+    def __str__(self) -> str:
+        where = [f"account {self.account}"] if self.account else []
+        where += [f"region {self.region}"] if self.region else []
+        return ", ".join(where) or "scaler's own account and region"
+
+
 class GroupState(_Frozen):
     """An Auto Scaling group as AWS reports it now."""
 
     name: str
+    account: str | None = Field(None, description="The account the policy names for the group.")
+    region: str | None = Field(None, description="The region the policy names for the group.")
     desired: int
     min_size: int
     max_size: int
@@ -185,6 +212,17 @@ class GroupState(_Frozen):
         True,
         description="False when activities and refreshes were not read: rails then hold actions.",
     )
+
+    @property
+    def key(self) -> str:
+        """The group's key in state, leases and audit (`group_key`)."""
+        return group_key(self.name, account=self.account, region=self.region)
+
+    def placed(self, place: Place) -> GroupState:
+        """This state, marked with the account and region it was read in."""
+        if place.account == self.account and place.region == self.region:
+            return self
+        return self.model_copy(update={"account": place.account, "region": place.region})
 
 
 class Advice(_Frozen):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import types
 import typing
 from functools import cache
@@ -27,6 +28,7 @@ from scaler.control.settings import RailSettings, StateSettings, TypeChangeSetti
 from scaler.errors import InputError, PolicyError
 from scaler.instances.alternatives import InstanceConstraints
 from scaler.instances.catalog import Catalog, bundled_catalog, load_snapshot
+from scaler.models import Place, group_key
 from scaler.rules import rules
 from scaler.rules.base import Rule, RuleContext
 from scaler.sources.metric_map import MetricOverride, check_signal_names, resolve_metrics
@@ -34,6 +36,7 @@ from scaler.sources.metric_map import MetricOverride, check_signal_names, resolv
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "DEFAULT_MIN_SIZE",
+    "AccountSettings",
     "GroupPolicy",
     "LiveSettings",
     "Policy",
@@ -69,6 +72,45 @@ def _first_line(rule: type[Rule]) -> str:
 
 RulesConfig = _rules_config_model()
 
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+
+
+def _account_id(value: Any) -> Any:
+    """An account id as written: YAML reads an unquoted one as a number (and 0123... as octal)."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not _ACCOUNT_ID.match(text):
+        raise ValueError(
+            f"{value!r} is not an account id: it is 12 digits; quote it "
+            '("012345678901") so YAML keeps it as written'
+        )
+    return text
+
+
+class AccountSettings(_Strict):
+    """How scaler reaches one other account: the role it assumes there, how it reads metrics."""
+
+    role_arn: str = Field(
+        description="The role scaler assumes in this account (STS AssumeRole) to read its groups "
+        "and, in apply mode, act on them: arn:aws:iam::ACCOUNT:role/NAME."
+    )
+    observability: Literal["monitoring"] | None = Field(
+        None,
+        description="monitoring: this account shares its CloudWatch metrics with the account "
+        "scaler runs in (CloudWatch cross-account observability), so metrics are read there, "
+        "each query naming this account; unset: read through role_arn.",
+    )
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str) -> str:
+        if not _ROLE_ARN.match(value):
+            raise ValueError(
+                f"{value!r} is not a role ARN; write it as arn:aws:iam::ACCOUNT:role/NAME"
+            )
+        return value
+
 
 class GroupPolicy(_Strict):
     """One scaling group: an Auto Scaling group and the SQS queue it drains."""
@@ -78,6 +120,14 @@ class GroupPolicy(_Strict):
     )
     auto_scaling_group: str | None = Field(None, description="ASG name; defaults to `name`.")
     queue: str | None = Field(None, description="SQS queue name or URL; defaults to `name`.")
+    account: str | None = Field(
+        None,
+        description="The account the group is in (12 digits, listed under `accounts:`); "
+        "default: the account of scaler's own credentials.",
+    )
+    region: str | None = Field(
+        None, description="The group's region; default: scaler's own (--region, the boto3 chain)."
+    )
     instance_type: str | None = Field(
         None, description="Instance type, when it cannot be read from the group (backtests)."
     )
@@ -98,6 +148,18 @@ class GroupPolicy(_Strict):
         default_factory=dict,
         description="Per-signal CloudWatch metric overrides (namespace, dimensions, stat, ...).",
     )
+
+    @field_validator("account", mode="before")
+    @classmethod
+    def _account(cls, value: Any) -> Any:
+        return None if value is None else _account_id(value)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION.match(value):
+            raise ValueError(f"{value!r} is not a region name; write one like eu-west-1")
+        return value
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -131,6 +193,16 @@ class GroupPolicy(_Strict):
     def queue_name(self) -> str:
         """The queue this group drains (a name or URL)."""
         return self.queue or self.name
+
+    @property
+    def place(self) -> Place:
+        """The account and region the group is in, as the policy names them."""
+        return Place(account=self.account, region=self.region)
+
+    @property
+    def state_key(self) -> str:
+        """The Auto Scaling group's key in state, leases and audit (`group_key`)."""
+        return group_key(self.asg_name, account=self.account, region=self.region)
 
     def bounds(self, group_min: int | None = None, group_max: int | None = None) -> tuple[int, int]:
         """[min, max] for advice: the tighter of the group's own and the policy's."""
@@ -219,6 +291,36 @@ class Policy(_Strict):
         default_factory=AlertSettings,
         description="Where `scaler enrich` sends enriched pages (PagerDuty, Slack, SNS, stdout).",
     )
+    accounts: dict[str, AccountSettings] = Field(
+        default_factory=dict,
+        description="Other accounts groups may name (`account:`), by 12-digit account id: the "
+        "role scaler assumes in each, and how it reads their metrics.",
+    )
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _account_ids(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {_account_id(key): settings for key, settings in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _accounts_known(self) -> Policy:
+        for account, settings in self.accounts.items():
+            match = _ROLE_ARN.match(settings.role_arn)
+            if match and match.group(1) != account:
+                raise ValueError(
+                    f"accounts.{account}.role_arn names a role in account {match.group(1)}; "
+                    f"give the role in account {account} (arn:aws:iam::{account}:role/NAME)"
+                )
+        for i, group in enumerate(self.groups):
+            if group.account is not None and group.account not in self.accounts:
+                known = ", ".join(self.accounts) or "none yet"
+                raise ValueError(
+                    f"groups[{i}].account {group.account} is not under accounts: (known: "
+                    f"{known}); add it there with the role_arn scaler assumes in it"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:
@@ -238,6 +340,13 @@ class Policy(_Strict):
     def names(self) -> list[str]:
         """Group names in file order."""
         return [g.name for g in self.groups]
+
+    def places(self) -> dict[Place, list[GroupPolicy]]:
+        """The groups by the account and region they are in, in file order."""
+        out: dict[Place, list[GroupPolicy]] = {}
+        for group in self.groups:
+            out.setdefault(group.place, []).append(group)
+        return out
 
     def catalog(self, base: Catalog | None = None) -> Catalog:
         """The instance catalog with this policy's prices applied: `base` if given, else the

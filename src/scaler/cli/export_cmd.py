@@ -16,6 +16,7 @@ from scaler.cli.times import accept_relative_times, parse_when
 from scaler.errors import InputError
 from scaler.export import FORMATS, ExportPlan, ExportSummary, export_window, plan_export
 from scaler.fileio import write_atomically
+from scaler.models import Place
 from scaler.policy import GroupPolicy, Policy, load_policy
 from scaler.sources.cloudwatch import CloudWatchSource
 
@@ -53,10 +54,24 @@ def _groups(policy: Policy, wanted: list[str] | None) -> list[GroupPolicy]:
     return [g for g in policy.groups if g.name in wanted]
 
 
+def _here_only(groups: list[GroupPolicy]) -> None:
+    """Export reads with scaler's own credentials and region: a group elsewhere is refused,
+    never read in the wrong account."""
+    for group in groups:
+        if group.place != Place():
+            raise InputError(
+                f"group {group.name!r} is in {group.place}: scaler export reads only scaler's "
+                "own account and region; run it with that account's credentials (--profile, "
+                "--region) and a policy without account:/region:, or leave the group out "
+                "with --group"
+            )
+
+
 def _run(args: argparse.Namespace) -> int:
     now: datetime = args.clock()
     policy = load_policy(args.policy)
     groups = _groups(policy, args.group)
+    _here_only(groups)
     start = parse_when(args.start, "--start", now=now)
     end = parse_when(args.end, "--end", now=now)
     file_format = args.format or (

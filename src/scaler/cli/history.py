@@ -38,8 +38,9 @@ def _history(args: argparse.Namespace) -> int:
         raise InputError(f"--limit {args.limit}: must be at least 1")
     policy = load_policy(args.policy) if args.policy else None
     names = args.group or (policy.names() if policy else [])
-    # The audit log is keyed by Auto Scaling group; a policy maps its group names to them.
-    asg_of = {g.name: g.asg_name for g in policy.groups} if policy else {}
+    # The audit log is keyed by Auto Scaling group (with its account and region, when the
+    # policy names them); a policy maps its group names to those keys.
+    asg_of = {g.name: g.state_key for g in policy.groups} if policy else {}
     groups = [asg_of.get(name, name) for name in names]
     if not groups:
         raise InputError("give --group NAME, or --policy FILE to show every group of a policy")

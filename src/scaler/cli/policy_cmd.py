@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
         enabled = ", ".join(r.name for r in group.enabled_rules())
         lo, hi = group.bounds()
         print(
-            f"  {group.name}: asg {group.asg_name}, queue {group.queue_name}, "
+            f"  {group.name}: asg {group.state_key}, queue {group.queue_name}, "
             f"bounds [{lo}, {hi}], rules: {enabled}"
         )
     return EXIT_OK

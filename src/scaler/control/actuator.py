@@ -139,7 +139,7 @@ class RecordingActuator(Generic[DecisionT, ResultT]):
             # The state store failed (or the lease was lost) before any AWS call: never act
             # without a record.
             failed = finish(outcome, "failed", f"state store: {exc}", retryable(exc))
-            log.error("state_store_failed", group=group.name, tick=tick_id, error=str(exc))
+            log.error("state_store_failed", group=group.key, tick=tick_id, error=str(exc))
             return self.result_type(outcome=failed, recorded=False)
 
     def _act(
@@ -151,13 +151,13 @@ class RecordingActuator(Generic[DecisionT, ResultT]):
     ) -> ResultT:
         store = self._store
         earlier = [
-            r for r in store.audit(group.name, tick_id=outcome.tick_id) if r.phase == "outcome"
+            r for r in store.audit(group.key, tick_id=outcome.tick_id) if r.phase == "outcome"
         ]
         if earlier:
             return self.result_type(outcome=earlier[-1], duplicate=True)
         interrupted = [
             self._close_interrupted(intent, group, outcome.at, fence)
-            for intent in store.open_intents(group.name)
+            for intent in store.open_intents(group.key)
             if intent.action == self.action
         ]
         if same_tick := [r for r in interrupted if r.tick_id == outcome.tick_id]:
@@ -238,9 +238,9 @@ class RecordingActuator(Generic[DecisionT, ResultT]):
             }
         )
         if took:
-            self._store.record_action(group.name, at=intent.at, target=group.desired, fence=fence)
+            self._store.record_action(group.key, at=intent.at, target=group.desired, fence=fence)
         self._store.append_audit(closed, fence=fence)
-        log.warning("interrupted_action", group=group.name, tick=intent.tick_id, note=note)
+        log.warning("interrupted_action", group=group.key, tick=intent.tick_id, note=note)
         return closed
 
 
@@ -305,7 +305,7 @@ class Actuator(RecordingActuator[RailDecision, ActionResult]):
         )
         return AuditRecord(
             tick_id=tick_id,
-            group=group.name,
+            group=group.key,  # the state key: one name in two accounts or regions is two groups
             at=now,
             mode=self.mode_for(decision),
             phase="outcome",

@@ -91,7 +91,7 @@ class TypeChanger(RecordingActuator[TypeChangeDecision, TypeChangeResult]):
     ) -> AuditRecord:
         return AuditRecord(
             tick_id=type_change_tick_id(tick_id),
-            group=group.name,
+            group=group.key,  # the state key, as the capacity actuator's
             at=now,
             mode=self.mode_for(decision),
             phase="outcome",

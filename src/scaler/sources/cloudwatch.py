@@ -72,6 +72,7 @@ class MetricTarget(BaseModel):
     asg_name: str
     queue_name: str
     metrics: Mapping[str, MetricSpec]
+    account_id: str | None = None  # read in a monitoring account: the account the group is in
 
     @classmethod
     def build(
@@ -81,13 +82,16 @@ class MetricTarget(BaseModel):
         asg_name: str | None = None,
         queue: str | None = None,
         overrides: Mapping[str, MetricOverride] | None = None,
+        account_id: str | None = None,
     ) -> MetricTarget:
-        """A target with the default metric table plus `overrides` (a policy's `metrics:`)."""
+        """A target with the default metric table plus `overrides` (a policy's `metrics:`);
+        `account_id` names the account whose metrics a monitoring account reads."""
         return cls(
             group=group,
             asg_name=asg_name or group,
             queue_name=queue_name_of(queue or group),
             metrics=resolve_metrics(overrides),
+            account_id=account_id,
         )
 
 
@@ -279,6 +283,9 @@ def _queries(targets: Sequence[MetricTarget]) -> Iterator[_Query]:
                 },
                 "ReturnData": True,
             }
+            if target.account_id is not None:
+                # CloudWatch cross-account observability: the source account of this metric.
+                request["AccountId"] = target.account_id
             yield _Query(id=qid, target=ti, signal=signal, spec=spec, request=request)
 
 
