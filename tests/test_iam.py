@@ -429,6 +429,8 @@ for _document, _mode in (
     ("iam-advise.json", "advise, another account"),
     ("iam-apply.json", "run --apply, another account"),
     ("lambda/template.yaml", "Lambda, dry-run, another account"),
+    # a worker ticks its shard through the same tick as the single invocation
+    ("lambda/template.yaml#Worker", "Lambda, dry-run, another account"),
 ):
     COVERAGE[_document] += (_mode,)
 
