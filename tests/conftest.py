@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import botocore.session
@@ -13,6 +15,11 @@ from scaler.aws import Clients, make_clients
 from scaler.demo.embedded import LOCAL_CREDENTIALS, LocalAws, local_aws
 from scaler.logs import configure_logging
 from tests.speedups import indexed_get_metric_data, shared_model_loader
+
+# moto's EC2 loads about 2,600 images into each region's backend on every reset: 1-4 s of CPU
+# for each test that uses the local AWS. The tests launch from one image, so moto is given only
+# that one. Read when moto's EC2 is first imported (by the server fixture), which is after this.
+os.environ.setdefault("MOTO_AMIS_PATH", str(Path(__file__).parent / "data" / "amis.json"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -291,6 +291,31 @@ def test_a_refused_role_is_an_aws_call_error_naming_the_role(aws: LocalAws) -> N
     assert asked == [ROLE[B], ROLE[B], ROLE[A]]
 
 
+@pytest.mark.parametrize(
+    ("duration_s", "assumed"),
+    [
+        (3600, 1),  # an hour's credentials (AssumeRole's default): assumed once, then kept
+        (900, 2),  # credentials ending within RENEW_ROLE_BEFORE: assumed again before use
+    ],
+)
+def test_a_role_is_assumed_again_before_its_credentials_end(
+    aws: LocalAws, duration_s: int, assumed: int
+) -> None:
+    """The kept clients of an account are replaced when their credentials near their end."""
+    clients = make_clients(local_session(), endpoint_url=aws.endpoint_url)
+    asked = refuse(clients, "arn:aws:iam::999999999999:role/none")  # counts; refuses no role here
+
+    def lasting(params: dict[str, Any], **_: Any) -> None:
+        params["DurationSeconds"] = duration_s  # the server sets Expiration from it
+
+    clients.sts.meta.events.register("before-parameter-build.sts.AssumeRole", lasting)
+    first = clients.at(role_arn=ROLE[A])
+    second = clients.at(role_arn=ROLE[A])
+    assert len(asked) == assumed
+    assert (first is second) == (assumed == 1)
+    assert second.sts.get_caller_identity()["Account"] == A
+
+
 # --- reading metrics through a monitoring account -----------------------------------------
 
 
