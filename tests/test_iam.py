@@ -84,13 +84,6 @@ IMPLIED: dict[str, dict[str, str]] = {
     },
 }
 
-# Granted for a setting the modes here leave at its default: reading queue depths from SQS is
-# the cost gate (live.full_read_every_minutes above 1), tested in test_cost_gating.
-OPT_IN = {
-    "sqs:GetQueueUrl": "the cost gate finds each queue's URL",
-    "sqs:GetQueueAttributes": "the cost gate reads each queue's depth",
-}
-
 # Actions that change something: never granted on every resource without a condition.
 READ_ONLY_PREFIXES = ("Describe", "Get", "List")
 
@@ -420,7 +413,8 @@ def granted(document: str) -> set[str]:
 # --- the comparisons ----------------------------------------------------------------------
 
 
-TICK_SERVICES = {"autoscaling", "cloudwatch", "ec2"}
+# The cost gate (on by default) reads each queue's depth from SQS every tick.
+TICK_SERVICES = {"autoscaling", "cloudwatch", "ec2", "sqs"}
 # The services each mode calls: what lets the policies stay apart.
 SERVICES: dict[str, set[str]] = {
     "advise": TICK_SERVICES,
@@ -443,7 +437,7 @@ def mismatches(document: str, recorded: dict[str, frozenset[str]]) -> dict[str, 
     grants = granted(document)
     found = {
         "called, not granted": sorted(called - grants),
-        "granted, never called": sorted(grants - called - set(implied) - set(OPT_IN)),
+        "granted, never called": sorted(grants - called - set(implied)),
         "checked by AWS on a call's behalf, not granted": {
             a: why for a, why in implied.items() if a not in grants
         },
