@@ -1,8 +1,10 @@
 """The advisor's own cost and detection latency for `make bench`: today's reads against the gate.
 
-Today every tick reads 17 CloudWatch metrics a group (GetMetricData bills per metric
-requested). The gated tick (`scaler.live.full_read_due`) reads each queue's depth from SQS
-every tick and the metrics only when due. This module replays both, minute by minute, on:
+Before the gate every tick read every CloudWatch metric of a group (GetMetricData bills per
+metric requested). The gated tick (the default: `scaler.live.full_read_due`) reads each
+queue's depth from SQS every tick and the metrics only when due, carrying the last read
+forward in between (`scaler.live.carry_forward`). This module replays both, minute by minute,
+on:
 
 - the closed-loop diurnal week and the closed-loop incident (scaler's own policy in the loop,
   `scaler.sim`): the queue's depth SQS would report, and CloudWatch's windows as the simulated
@@ -11,7 +13,8 @@ every tick and the metrics only when due. This module replays both, minute by mi
   `iowait_bound` and `backlog_growing` findings, reading every minute and gated.
 
 A full read runs the real advice path (`scaler.live.advise_group`) on the window, so "a finding
-is open" is what the rules say, not a guess.
+is open" or "a scale-out is advised" is what the rules say, not a guess; the group's desired
+capacity and the queue's messages in flight come from the replay, as a tick reads them.
 """
 
 from __future__ import annotations
@@ -88,18 +91,20 @@ def _replay(
     for t in minutes:
         now = time_at(t)
         depth = depth_at(t)
-        if every > 1 and full_read_due(last, depth, now=now, every_minutes=every) is None:
+        state = state_at(t)
+        due = full_read_due(last, depth, now=now, every_minutes=every, desired=state.desired)
+        if every > 1 and due is None:
             continue
         reads += 1
         advice: GroupAdvice = advise_group(
             policy,
-            state_at(t),
+            state,
             window_at(t),
             catalog=catalog,
             now=now,
             max_data_age_minutes=_MAX_AGE,
         )
-        last = LastRead(at=now, waiting=depth.waiting, advice=advice)
+        last = LastRead(at=now, waiting=depth.waiting, in_flight=depth.in_flight, advice=advice)
         for finding in advice.advice.findings:
             first_seen.setdefault(finding.kind, t)
     return Replay(minutes=len(minutes), full_reads=reads, first_seen=first_seen)
@@ -167,8 +172,8 @@ def _after(first_seen: dict[str, int], kind: str, onset: int) -> int | None:
     return first_seen[kind] - onset if kind in first_seen else None
 
 
-#: The gate measured: a full read every 15 minutes while calm (live.full_read_every_minutes).
-GATED_EVERY = 15
+#: The gate measured: the default full-read interval while calm (live.full_read_every_minutes).
+GATED_EVERY = LiveSettings().full_read_every_minutes
 
 
 def cost_figures(every: int = GATED_EVERY) -> tuple[list[str], CostFigures]:
@@ -203,9 +208,9 @@ def cost_figures(every: int = GATED_EVERY) -> tuple[list[str], CostFigures]:
     ]
     for design in designs:
         label = (
-            "today (17 metrics every minute)"
+            f"every minute, as before ({metrics} metrics a read)"
             if design == "today"
-            else (f"gated (SQS every minute, CloudWatch every {every} min when calm)")
+            else (f"gated, the default (SQS every minute, CloudWatch every {every} min when calm)")
         )
         lines.append(
             f"  {label}: {per_day[design]:8,.0f} metrics a group-day "

@@ -94,13 +94,6 @@ IMPLIED: dict[str, dict[str, str]] = {
     },
 }
 
-# Granted for a setting the modes here leave at its default: reading queue depths from SQS is
-# the cost gate (live.full_read_every_minutes above 1), tested in test_cost_gating.
-OPT_IN = {
-    "sqs:GetQueueUrl": "the cost gate finds each queue's URL",
-    "sqs:GetQueueAttributes": "the cost gate reads each queue's depth",
-}
-
 # Granted to the fan-out worker for Lambda's event source mapping, which polls the shard queue
 # with the function's role: scaler's own code never makes these calls.
 EVENT_SOURCE = {
@@ -590,7 +583,8 @@ def granted(document: str) -> set[str]:
 # --- the comparisons ----------------------------------------------------------------------
 
 
-TICK_SERVICES = {"autoscaling", "cloudwatch", "ec2"}
+# The cost gate (on by default) reads each queue's depth from SQS every tick.
+TICK_SERVICES = {"autoscaling", "cloudwatch", "ec2", "sqs"}
 # The services each mode calls: what lets the policies stay apart.
 SERVICES: dict[str, set[str]] = {
     "advise": TICK_SERVICES,
@@ -624,7 +618,7 @@ def mismatches(document: str, recorded: dict[str, frozenset[str]]) -> dict[str, 
     polled = set(EVENT_SOURCE) if document.endswith("#Worker") else set()
     found = {
         "called, not granted": sorted(called - grants),
-        "granted, never called": sorted(grants - called - set(implied) - set(OPT_IN) - polled),
+        "granted, never called": sorted(grants - called - set(implied) - polled),
         "checked by AWS on a call's behalf, not granted": {
             a: why for a, why in implied.items() if a not in grants
         },

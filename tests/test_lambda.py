@@ -152,11 +152,11 @@ def test_a_dead_holders_lease_fails_every_invocation_until_it_expires(
 @pytest.mark.parametrize(
     ("live", "made"),
     [
+        ("", {"dynamodb", "autoscaling", "ec2", "sqs", "cloudwatch"}),  # the default: gated
         (
-            "live:\n  full_read_every_minutes: 15\n",
-            {"dynamodb", "autoscaling", "ec2", "sqs", "cloudwatch"},
+            "live:\n  full_read_every_minutes: 1\n",  # every tick reads: no SQS
+            {"dynamodb", "autoscaling", "ec2", "cloudwatch"},
         ),
-        ("", {"dynamodb", "autoscaling", "ec2", "cloudwatch"}),  # the default: every tick reads
     ],
 )
 def test_clients_are_made_when_first_used(

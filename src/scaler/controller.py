@@ -40,7 +40,7 @@ from scaler.control import (
 )
 from scaler.errors import AwsCallError, InputError, ScalerError
 from scaler.instances.catalog import Catalog
-from scaler.live import GroupAdvice, advise, place_clients
+from scaler.live import GroupAdvice, StoredMemory, advise, place_clients
 from scaler.models import EvidenceValue, GroupError, GroupState, Place
 from scaler.policy import GroupPolicy, Policy
 from scaler.sources.autoscaling import read_group_states
@@ -107,6 +107,9 @@ class TickReport(BaseModel):
     mode: Literal["dry-run", "apply"]
     groups: list[GroupOutcome]
     errors: list[GroupError] = Field(default_factory=list)
+    full_reads: int = Field(0, description="Groups whose CloudWatch metrics this tick read.")
+    metric_queries: int = Field(0, description="Metrics this tick requested (GetMetricData).")
+    queue_reads: int = Field(0, description="Queues whose depth this tick read from SQS.")
 
     @property
     def ok(self) -> bool:
@@ -147,7 +150,11 @@ def run_tick(
     tick_id = make_tick_id(now, prefix=mode)
     owner = owner or default_owner()
     kill_env = kill_switch_from_env(env)
-    tick = advise(policy, clients, now=now, catalog=catalog, retry=retry)
+    # The gate remembers each group's last full read in the store, beside its history, so a
+    # process started fresh each tick (cron, a cold Lambda) reads CloudWatch only when due.
+    tick = advise(
+        policy, clients, now=now, catalog=catalog, retry=retry, memory=StoredMemory(store)
+    )
     outcomes: list[GroupOutcome] = []
     acting: dict[Place, _Acting] = {}
     for group_advice in tick.groups:
@@ -192,7 +199,16 @@ def run_tick(
                 retry=retry,
             )
         )
-    report = TickReport(tick_id=tick_id, at=now, mode=mode, groups=outcomes, errors=tick.errors)
+    report = TickReport(
+        tick_id=tick_id,
+        at=now,
+        mode=mode,
+        groups=outcomes,
+        errors=tick.errors,
+        full_reads=tick.full_reads,
+        metric_queries=tick.metric_queries,
+        queue_reads=tick.queue_reads,
+    )
     log.info("tick", tick=tick_id, mode=mode, ok=report.ok, groups=len(outcomes))
     return report
 

@@ -257,13 +257,13 @@ class LiveSettings(_Strict):
         "shows, but the rails never scale in on it (default 10; CloudWatch lags a few minutes).",
     )
     full_read_every_minutes: int = Field(
-        1,
+        15,
         ge=1,
         le=60,
         description="While a group's queue is calm and nothing is open, read its CloudWatch "
-        "metrics this often and only its queue's depth (SQS) in between (the advisor's own "
-        "cost: README, What it costs to run). 1 (the default) reads them every tick: between "
-        "reads a calm group proposes nothing, so it is never scaled in.",
+        "metrics this often and only its queue's depth (SQS) in between, carrying the last "
+        "read's findings and proposal forward (the advisor's own cost: README, What it costs "
+        "to run). Default 15; 1 reads them every tick.",
     )
 
 

@@ -41,7 +41,10 @@ def diagnose(
     policy: Policy, group: GroupPolicy, clients: Clients, *, at: datetime, budget_s: float
 ) -> Diagnosis:
     """Diagnose `group` as of `at` within `budget_s` seconds; a failure is a Diagnosis too."""
-    one = policy.model_copy(update={"groups": [group]})
+    # A diagnosis reads everything as of the alarm: no cost gate (its memory is of other
+    # times, and the queue's depth from SQS is of now, not of `at`).
+    live = policy.live.model_copy(update={"full_read_every_minutes": 1})
+    one = policy.model_copy(update={"groups": [group], "live": live})
     # The retries stop before the budget does, so a throttling CloudWatch ends in an error,
     # not in a thread still sleeping.
     retry = RetryPolicy(max_attempts=4, max_total_s=budget_s * 0.8, initial_backoff_s=0.2)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from scaler.aws import DEFAULT_RETRY, RetryPolicy
 from scaler.control.settings import StateSettings
 from scaler.control.store.base import (
+    LAST_READ_RETENTION,
     OBSERVATION_RETENTION,
     Lease,
     LeaseLostError,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DYNAMODB_SCHEME",
+    "LAST_READ_RETENTION",
     "OBSERVATION_RETENTION",
     "STATE_ENV",
     "DynamoStateStore",

@@ -1,7 +1,8 @@
 """What every state store is: the protocol, the lease value and its fencing, and time keys.
 
 Called by the controller (leases, observations, history), the actuators (audit records, the
-cooldown) and `scaler history`; implemented by `sqlite.py` and `dynamodb.py`.
+cooldown), the live tick's cost gate (each group's last full read, as text:
+`scaler.live.StoredMemory`) and `scaler history`; implemented by `sqlite.py` and `dynamodb.py`.
 
 A lease is fenced: each acquisition gets a fresh token, and the writes that matter (an
 intent, an outcome, an action) may be made conditional on it. A holder that lost its lease
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -24,6 +25,7 @@ from scaler.control.history import GroupHistory, Observation
 from scaler.errors import InputError, ScalerError
 
 __all__ = [
+    "LAST_READ_RETENTION",
     "OBSERVATION_RETENTION",
     "Lease",
     "LeaseLostError",
@@ -38,6 +40,9 @@ __all__ = [
 
 # Observations are only read back for the stabilization window; a day covers any sane window.
 OBSERVATION_RETENTION = timedelta(days=1)
+# A last full read is due again after live.full_read_every_minutes (at most 60): one older than
+# this is never used, so the store lets it go.
+LAST_READ_RETENTION = timedelta(hours=2)
 
 
 class StateStoreError(ScalerError):
@@ -148,6 +153,14 @@ class StateStore(Protocol):
         self, group: str, owner: str, *, now: datetime, ttl: timedelta
     ) -> contextlib.AbstractContextManager[Lease | None]:
         """Hold the group's lease for a block; yields None (and holds nothing) if taken."""
+        ...
+
+    def read_last_reads(self, keys: Sequence[str]) -> dict[str, str]:
+        """The last full read kept for each of `keys` that has one, as written."""
+        ...
+
+    def write_last_reads(self, reads: Mapping[str, str], *, at: datetime) -> None:
+        """Keep each key's last full read (replacing the one before), read at `at`."""
         ...
 
     def close(self) -> None:

@@ -8,8 +8,10 @@ Fenced writes are transactions with a ConditionCheck on the lease item.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -27,6 +29,7 @@ from scaler.aws import (
 from scaler.control.audit import AuditRecord
 from scaler.control.history import GroupHistory, Observation
 from scaler.control.store.base import (
+    LAST_READ_RETENTION,
     OBSERVATION_RETENTION,
     Lease,
     LeaseLostError,
@@ -45,15 +48,21 @@ __all__ = ["DynamoStateStore", "create_table"]
 _T = TypeVar("_T")
 Item = dict[str, Any]
 # Every item: pk names the kind and group, sk orders within it.
-_OBS, _ACTION, _AUDIT, _TICK, _OPEN, _LEASE = (
+_OBS, _ACTION, _AUDIT, _TICK, _OPEN, _LEASE, _READ = (
     "obs#",
     "action#",
     "audit#",
     "tick#",
     "open#",
     "lease#",
+    "read#",
 )
 _TTL_ATTRIBUTE = "expires_at"
+# DynamoDB's batch sizes: keys a BatchGetItem, puts a BatchWriteItem.
+_GET_BATCH, _WRITE_BATCH = 100, 25
+# Rounds for the keys or items a batch call hands back unprocessed (throttled partitions);
+# what is still left after them is a full read next tick, never a wrong one.
+_BATCH_ROUNDS = 4
 
 
 def create_table(client: DynamoDBClient, table: str) -> None:
@@ -444,6 +453,60 @@ class DynamoStateStore(LeaseMixin):
                 ExpressionAttributeValues={":owner": _s(owner)},
             ),
         )
+
+    def read_last_reads(self, keys: Sequence[str]) -> dict[str, str]:
+        """The last full read kept for each of `keys` that has one (BatchGetItem, 100 a call)."""
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), _GET_BATCH):
+            wanted: Any = {
+                self.table: {
+                    "Keys": [
+                        {"pk": _s(_READ + key), "sk": _s("last")}
+                        for key in unique[i : i + _GET_BATCH]
+                    ],
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in range(_BATCH_ROUNDS):
+                answer = self._call(
+                    "BatchGetItem", partial(self._client.batch_get_item, RequestItems=wanted)
+                )
+                for item in answer.get("Responses", {}).get(self.table, []):
+                    found[item["pk"]["S"].removeprefix(_READ)] = item["record"]["S"]
+                wanted = answer.get("UnprocessedKeys") or {}
+                if not wanted:
+                    break
+                time.sleep(0.05 * 2**attempt)
+        return found
+
+    def write_last_reads(self, reads: Mapping[str, str], *, at: datetime) -> None:
+        """Keep each key's last full read (BatchWriteItem, 25 a call), gone by TTL later."""
+        expires = _n(int((at + LAST_READ_RETENTION).timestamp()))
+        puts: list[Any] = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "pk": _s(_READ + key),
+                        "sk": _s("last"),
+                        "at": _s(time_key(at)),
+                        "record": _s(text),
+                        _TTL_ATTRIBUTE: expires,
+                    }
+                }
+            }
+            for key, text in reads.items()
+        ]
+        for i in range(0, len(puts), _WRITE_BATCH):
+            pending: Any = {self.table: puts[i : i + _WRITE_BATCH]}
+            for attempt in range(_BATCH_ROUNDS):
+                answer = self._call(
+                    "BatchWriteItem", partial(self._client.batch_write_item, RequestItems=pending)
+                )
+                pending = answer.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**attempt)
 
     def close(self) -> None:
         """Nothing to release: the client belongs to the caller."""

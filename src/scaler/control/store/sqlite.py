@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 from scaler.control.audit import AuditRecord
 from scaler.control.history import GroupHistory, Observation
 from scaler.control.store.base import (
+    LAST_READ_RETENTION,
     OBSERVATION_RETENTION,
     Lease,
     LeaseLostError,
@@ -42,11 +43,15 @@ CREATE TABLE IF NOT EXISTS audit (
     phase TEXT NOT NULL, at TEXT NOT NULL, record TEXT NOT NULL,
     UNIQUE (grp, tick_id, phase));
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (grp, at);
+CREATE TABLE IF NOT EXISTS last_reads (
+    grp TEXT PRIMARY KEY, at TEXT NOT NULL, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     grp TEXT PRIMARY KEY, owner TEXT NOT NULL, token TEXT NOT NULL, expires TEXT NOT NULL,
     renewed TEXT NOT NULL);
 """
 _LEASE_COLUMNS = {"grp", "owner", "token", "expires", "renewed"}
+# Keys a statement binds at most (SQLite's limit is 999 in older builds).
+_KEYS_A_STATEMENT = 500
 # SQLite's own words for "another process holds the lock": transient, worth the next tick.
 _BUSY = ("locked", "busy")
 
@@ -292,6 +297,29 @@ class SqliteStateStore(LeaseMixin):
         """Give the lease back if `owner` still holds it."""
         with self._write() as db:
             db.execute("DELETE FROM leases WHERE grp = ? AND owner = ?", (group, owner))
+
+    def read_last_reads(self, keys: Sequence[str]) -> dict[str, str]:
+        """The last full read kept for each of `keys` that has one, as written."""
+        found: dict[str, str] = {}
+        with self._read():
+            for i in range(0, len(keys), _KEYS_A_STATEMENT):
+                chunk = list(keys[i : i + _KEYS_A_STATEMENT])
+                marks = ", ".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT grp, record FROM last_reads WHERE grp IN ({marks})",
+                    chunk,
+                ).fetchall()
+                found.update(dict(rows))
+        return found
+
+    def write_last_reads(self, reads: Mapping[str, str], *, at: datetime) -> None:
+        """Keep each key's last full read (replacing the one before), in one transaction."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO last_reads VALUES (?, ?, ?)",
+                [(key, time_key(at), text) for key, text in reads.items()],
+            )
+            db.execute("DELETE FROM last_reads WHERE at < ?", (time_key(at - LAST_READ_RETENTION),))
 
     def close(self) -> None:
         """Close the database connection."""
