@@ -28,6 +28,16 @@ def _quiet_logs() -> None:
     configure_logging("warning")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _home_outside_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A temporary home for the whole session, before any module's fixtures: code given its own
+    environ falls back to ~/.local, and matplotlib caches fonts under ~ (here and in the CLI
+    subprocesses). `make test` writes nothing into the user's home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _state_outside_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
