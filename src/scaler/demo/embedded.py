@@ -71,6 +71,9 @@ def local_aws(port: int = 0) -> Iterator[LocalAws]:
     # werkzeug logs every request, and a traceback for each API moto lacks, to stderr.
     logging.getLogger("werkzeug").disabled = True
     _answer_instance_refreshes()
+    from scaler.demo.moto_metrics import teach_indexed_get_metric_data
+
+    teach_indexed_get_metric_data()
     if port:
         _check_free(port)  # moto's server thread would die on a taken port, and start() hang
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
