@@ -34,6 +34,7 @@ def _add_groups(clients: Clients, names: list[str], template_id: str) -> None:
             DesiredCapacity=0,
             AvailabilityZones=["us-east-1a"],
         )
+        clients.sqs.create_queue(QueueName=name)  # a tick reads each queue's depth first
 
 
 def _timed_metric_calls(clients: Clients) -> dict[str, float]:
