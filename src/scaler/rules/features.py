@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -37,7 +38,9 @@ class Fleet:
         return window.derived(("fleet", smooth_minutes), lambda: cls(window, smooth_minutes))
 
     def __init__(self, window: Window, smooth_minutes: int = 3) -> None:
-        self.window = window
+        # Weak: the window keeps this Fleet (Window.derived), so a strong reference back would
+        # make every evaluated window a reference cycle that only the garbage collector frees.
+        self._window = weakref.ref(window)
         self.smooth = smooth_minutes
         n = window.length
         self.nan = np.full(n, np.nan)
@@ -56,6 +59,13 @@ class Fleet:
         for shared in (self.nan, self.instances, self.backlog, self.per_instance):
             shared.flags.writeable = False  # rules share these: none may change them
         self.backlog_growth.flags.writeable = False
+
+    @property
+    def window(self) -> Window:
+        """The window these rates were derived from (alive while a rule uses its fleet)."""
+        window = self._window()
+        assert window is not None, "a Fleet outlived its window"
+        return window
 
     def smoothed(self, signal: str) -> Series:
         """The signal smoothed, or all-NaN if the source does not report it."""
