@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from scaler.control.settings import TypeChangeSettings
 from scaler.instances.catalog import bundled_catalog
-from scaler.sim.loop import run_policy
+from scaler.sim.loop import run_policies, run_policy
 from scaler.sim.replay_csv import write_replay
+from scaler.sim.report import PolicyResult, summarize
 from scaler.sim.scenario import Scenario, arrival_rates, load_scenario
 from scaler.sim.scenarios import incident
 from scaler.sim.world import World
@@ -206,3 +207,20 @@ def test_conservation_and_bounds_hold_whatever_the_load_and_actions(
     )
     assert (rec["size"] <= rec["billed"]).all()
     assert ((rec["balance"] >= 0) & (rec["balance"] <= 1)).all()
+
+
+def test_policies_side_by_side_give_what_they_give_one_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """run_policies forks one worker a core; one core (or no fork) runs them in turn: same."""
+    scenario, rates = load_scenario("flash-crowd", minutes=90)
+    names = ["keda-queue-length", "scaler", "fixed"]
+
+    def results() -> list[PolicyResult]:
+        runs = run_policies(scenario, rates, names, seed=3, catalog=bundled_catalog())
+        return [summarize(run, scenario) for run in runs]
+
+    side_by_side = results()
+    monkeypatch.setattr("scaler.sim.loop.os.cpu_count", lambda: 1)
+    assert results() == side_by_side
+    assert [r.policy for r in side_by_side] == names

@@ -85,7 +85,9 @@ def run_policies(
     for name in names:
         policies.get(name)  # an unknown name fails before any run starts
     workers = min(len(names), os.cpu_count() or 1)
-    if workers <= 1:
+    # Workers are forked (they inherit the registered policies and the command's logging);
+    # where a platform cannot fork, the runs go one after another, with the same results.
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [run_policy(scenario, rates, n, seed=seed, catalog=catalog) for n in names]
     with _pool(workers) as pool:
         # scaler's runs evaluate the rules every tick and take longest: started first
@@ -98,5 +100,4 @@ def run_policies(
 
 
 def _pool(workers: int) -> Executor:
-    # fork: a worker inherits the registered policies and the logging set up by the command
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
