@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -71,17 +72,46 @@ sys.exit(code)
 """
 
 
-def _command_peak(path: Path) -> tuple[float, float]:
-    """The whole `scaler backtest` command in its own process: wall seconds, peak MiB."""
+_PANDAS_COMMAND = """
+import sys
+import pandas as pd
+frame = pd.read_csv(sys.argv[1], engine="pyarrow")
+frame.pivot(index="timestamp", columns="signal", values="value")
+"""
+
+# As an installed package runs: with its compiled bytecode (pip writes it at install; this
+# checkout's bytecode is written by the warm-up run even where the environment says not to).
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def _process(code: str, path: Path) -> tuple[float, str]:
+    """One process running `code` on `path`: wall seconds and what it printed on stderr."""
     t0 = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", _COMMAND, str(path)],
+        [sys.executable, "-c", code, str(path)],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=_ENV,
     )
-    return time.perf_counter() - t0, float(done.stderr.split()[-1])
+    return time.perf_counter() - t0, done.stderr
+
+
+def _command_vs_pandas(path: Path, pairs: int = 7) -> tuple[float, float, float, float]:
+    """`scaler backtest` against a pandas read-and-pivot, each a whole process (imports
+    included), run in turn so a drift in the machine's speed hits both: the median wall
+    seconds of each, the median of the pairwise ratios, and the command's peak MiB."""
+    _process(_COMMAND, path), _process(_PANDAS_COMMAND, path)  # warm-up: caches, bytecode
+    ours, theirs, ratios, peak = [], [], [], 0.0
+    for _ in range(pairs):
+        wall, stderr = _process(_COMMAND, path)
+        pandas_wall, _ = _process(_PANDAS_COMMAND, path)
+        ours.append(wall)
+        theirs.append(pandas_wall)
+        ratios.append(wall / pandas_wall)
+        peak = max(peak, float(stderr.split()[-1]))
+    return statistics.median(ours), statistics.median(theirs), statistics.median(ratios), peak
 
 
 def backtest_figures() -> list[str]:
@@ -99,7 +129,7 @@ def backtest_figures() -> list[str]:
         engine_s = _best_of(3, lambda: run_backtest(windows, default_policy(), OVERRIDES))
         total_s = _best_of(3, lambda: run_backtest(read_replay(path), default_policy(), OVERRIDES))
         advice = run_backtest(windows, default_policy(), OVERRIDES)
-        command_s, command_mib = _command_peak(path)
+        command_s, pandas_process_s, command_ratio, command_mib = _command_vs_pandas(path)
     tail = scenarios.incident().window.tail(180)
 
     def tick() -> None:
@@ -122,6 +152,9 @@ def backtest_figures() -> list[str]:
         f"({total_s / pandas_s:.2f}x pandas read-and-pivot; {points / total_s:,.0f} datapoints/s)",
         f"  `scaler backtest` process     {command_s:6.2f} s  wall, peak {command_mib:.0f} MiB "
         "(target < 200 MiB)",
+        f"  pandas read-and-pivot process {pandas_process_s:6.2f} s  wall (imports included)",
+        f"  command / pandas process      {command_ratio:6.2f}x median of 7 pairs run in turn "
+        "(target <= 1.3x)",
         f"  found {len(advice.findings)} findings, {len(advice.recommendations)} recommendations",
         f"one group's 3-hour window (live tick): median {median_ms:.1f} ms, best {best_ms:.1f} ms",
         f"bench process peak memory (max RSS): {peak_mib:.0f} MiB",

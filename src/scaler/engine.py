@@ -7,7 +7,7 @@ backtest reads a timeline from it and a live tick reads its last minute: the sam
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import structlog
@@ -55,6 +55,10 @@ class Evaluation:
     instance: InstanceFacts | None = None
     catalog: Catalog | None = None
     constraints: InstanceConstraints | None = None
+    #: Opinions per minute asked about (a timeline asks each of its minutes three times).
+    _at: dict[int, list[_Opinionated]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def findings(self) -> list[Finding]:
@@ -63,7 +67,9 @@ class Evaluation:
         return sorted(found, key=lambda f: (f.start, f.kind))
 
     def _opinions_at(self, i: int) -> list[_Opinionated]:
-        return [o for o in self.opinions if o.first <= i <= o.last]
+        if i not in self._at:
+            self._at[i] = [o for o in self.opinions if o.first <= i <= o.last]
+        return self._at[i]
 
     def _bound_at(self, i: int) -> State | None:
         return next((o.bound for o in self._opinions_at(i) if o.bound), None)

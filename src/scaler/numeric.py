@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import as_strided
 
-from scaler.signals import Series
+if TYPE_CHECKING:  # signals uses these helpers; the type alias is all numeric needs back
+    from scaler.signals import Series
 
 __all__ = [
     "Mask",

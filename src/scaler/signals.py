@@ -12,6 +12,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
 
+from scaler.numeric import ffill
+
 __all__ = [
     "EBS_BYTES",
     "EBS_OPS",
@@ -178,8 +180,20 @@ class Window(BaseModel):
         at which a reported part is missing is missing (NaN): half a reading is unknown, not
         small, and would understate usage and so overstate what an instance can take.
         """
+        key = ("total", tuple(parts))
+        return self.derived(key, lambda: self._total(key[1]))
+
+    def _total(self, parts: tuple[str, ...]) -> Series | None:
         present = [self.series[p] for p in parts if p in self.series]
-        return np.sum(present, axis=0) if present else None
+        return _frozen(np.sum(present, axis=0)) if present else None
+
+    def filled(self, signal: str, limit: int) -> Series | None:
+        """The signal with each value carried over at most `limit` missing minutes (5-minute
+        data read per minute); None where the source does not report it."""
+        values = self.series.get(signal)
+        if values is None:
+            return None
+        return self.derived(("filled", signal, limit), lambda: _frozen(ffill(values, limit)))
 
     def slice(self, first: int, stop: int) -> Window:
         """Minutes `first` up to (not including) `stop`, clipped to the window."""

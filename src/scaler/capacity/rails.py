@@ -17,10 +17,9 @@ def balance_falling(window: Window, minutes: int) -> Mask:
     """Minutes at which an EBS burst balance is lower than `minutes` ago (5-minute data)."""
     falling = np.zeros(window.length, dtype=bool)
     for name in (Signal.EBS_BYTE_BALANCE, Signal.EBS_IO_BALANCE):
-        values = window.get(name)
-        if values is None:
+        filled = window.filled(name, 5)
+        if filled is None:
             continue
-        filled = ffill(values, 5)
         before = np.concatenate((np.full(minutes, np.nan), filled[:-minutes]))[: window.length]
         with np.errstate(invalid="ignore"):
             falling |= (filled < before - 0.5) & (filled < 100.0)

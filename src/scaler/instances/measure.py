@@ -16,12 +16,13 @@ _FLAT_CV = 0.05  # a throughput whose spread is under 5% of its mean is a platea
 _BELOW_BASELINE = 0.9  # ...and one under 90% of the instance baseline is not the instance's
 
 
-def _mean(window: Window, *signals: Signal) -> float | None:
-    """Mean of the per-minute sum of `signals` over the window; None if none was reported."""
+def _mean(window: Window, minutes: int, *signals: Signal) -> float | None:
+    """Mean over the last `minutes` of the per-minute sum of `signals`; None if none reported."""
     total = window.total(signals)
     if total is None:
         return None
-    present = total[~np.isnan(total)]
+    tail = total[-minutes:] if minutes > 0 else total[:0]
+    present = tail[~np.isnan(tail)]
     return float(present.mean()) if len(present) else None
 
 
@@ -30,24 +31,25 @@ def demand_from_window(window: Window, current: InstanceFacts, minutes: int = 15
 
     Per-instance throughput is queue_deleted / instances; EBS, CPU and memory signals are
     already per instance. A signal the source lacks leaves its per-message cost unknown.
+    The tail is read as array slices of the window's (memoized) totals, not as a window of its
+    own: a backtest's timeline measures demand at every minute that proposes a type.
     """
-    tail = window.tail(minutes)
-    deleted = _mean(tail, Signal.QUEUE_DELETED)
-    instances = _mean(tail, Signal.INSTANCES)
-    arrivals = _mean(tail, Signal.QUEUE_SENT)
+    deleted = _mean(window, minutes, Signal.QUEUE_DELETED)
+    instances = _mean(window, minutes, Signal.INSTANCES)
+    arrivals = _mean(window, minutes, Signal.QUEUE_SENT)
     if not deleted or not instances or not arrivals:
         return None
-    bytes_per_min = _mean(tail, *EBS_BYTES)
-    ops_per_min = _mean(tail, *EBS_OPS)
+    bytes_per_min = _mean(window, minutes, *EBS_BYTES)
+    ops_per_min = _mean(window, minutes, *EBS_OPS)
     demand = Demand.measured(
         current,
         arrivals_per_min=arrivals,
         msgs_per_min=deleted / instances,
         ebs_mb_s=float(bytes_per_min_to_mb_s(np.array([bytes_per_min or 0.0]))[0]),
         ebs_iops=float(ops_per_min_to_iops(np.array([ops_per_min or 0.0]))[0]),
-        cpu_pct=_mean(tail, Signal.CPU_USER),
-        mem_used_pct=_mean(tail, Signal.MEM_USED),
-        volume_mb_s=volume_plateau_mb_s(tail, current),
+        cpu_pct=_mean(window, minutes, Signal.CPU_USER),
+        mem_used_pct=_mean(window, minutes, Signal.MEM_USED),
+        volume_mb_s=volume_plateau_mb_s(window, current, minutes),
     )
     peak = peak_ebs_mb_s(window, minutes)
     if peak is not None and peak > demand.ebs_mb_s:
@@ -65,15 +67,23 @@ def peak_ebs_mb_s(window: Window, minutes: int) -> float | None:
     return float(bytes_per_min_to_mb_s(np.array([finite.max()]))[0]) if finite.size else None
 
 
-def volume_plateau_mb_s(window: Window, current: InstanceFacts) -> float | None:
-    """The flat EBS throughput of a volume-limited fleet, or None when that is not shown.
+def volume_plateau_mb_s(
+    window: Window, current: InstanceFacts, minutes: int | None = None
+) -> float | None:
+    """The flat EBS throughput of a volume-limited fleet over the last `minutes` (default: the
+    whole window), or None when that is not shown.
 
     Volume-limited: throughput flat, clearly below the instance's baseline, and the instance
     never reported exceeding its own EBS limit (InstanceEBSThroughputExceededCheck all 0).
     Without that check signal there is no telling, so no guess.
     """
+    first = 0 if minutes is None else max(window.length - minutes, 0)
     exceeded = window.get(Signal.EBS_THROUGHPUT_EXCEEDED.value)
     used = window.total(EBS_BYTES)
+    if exceeded is not None:
+        exceeded = exceeded[first:]
+    if used is not None:
+        used = used[first:]
     if exceeded is None or np.isnan(exceeded).all() or np.nanmax(exceeded) > 0 or used is None:
         return None
     mb_s = bytes_per_min_to_mb_s(used)

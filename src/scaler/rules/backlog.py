@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from scaler.models import EvidenceValue, Severity, format_time
-from scaler.numeric import ffill, lagged, rolling_mean
+from scaler.numeric import lagged, rolling_mean
 from scaler.rules.base import Rule, RuleContext, RuleOutcome, SmoothedStateSettings, rules
 from scaler.rules.features import (
     BOTTLENECK_SIGNALS,
@@ -90,8 +90,7 @@ class BacklogGrowing(Rule):
             condition = (growth > s.min_growth_per_min) & (slope > 0)
         known = ~np.isnan(growth) & ~np.isnan(slope)
         active = held(condition, known, s.sustain_minutes, s.bridge_minutes)
-        age = window.get(Signal.QUEUE_OLDEST_AGE)
-        age_f = None if age is None else ffill(age, 5)
+        age_f = window.filled(Signal.QUEUE_OLDEST_AGE, 5)
 
         budget = CpuBudget.of(fleet)
 

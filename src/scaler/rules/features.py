@@ -77,8 +77,8 @@ class Fleet:
         )
 
     def _ffilled(self, signal: str, limit: int) -> Series:
-        values = self.window.get(signal)
-        return self.nan if values is None else ffill(values, limit)
+        values = self.window.filled(signal, limit)
+        return self.nan if values is None else values
 
     def behind(self, margin: float) -> tuple[Mask, Mask]:
         """(falling behind, known): arrivals exceed throughput, or the backlog keeps growing."""

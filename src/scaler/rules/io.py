@@ -7,7 +7,7 @@ from pydantic import Field
 
 from scaler.instances.catalog import InstanceFacts
 from scaler.models import EvidenceValue, Finding, Severity
-from scaler.numeric import ffill, lagged, rolling_mean, rolling_min
+from scaler.numeric import lagged, rolling_mean, rolling_min
 from scaler.rules.base import (
     Opinion,
     Rule,
@@ -70,10 +70,8 @@ class IowaitBoundSettings(SmoothedStateSettings):
 
 
 def _span_mean(window: Window, signal: str, first: int, last: int, fill: int = 0) -> float | None:
-    values = window.get(signal)
-    if values is None:
-        return None
-    return mean_over(ffill(values, fill) if fill else values, first, last)
+    values = window.filled(signal, fill) if fill else window.get(signal)
+    return None if values is None else mean_over(values, first, last)
 
 
 class _Cause:
@@ -170,10 +168,10 @@ class _Cause:
 
 
 def _span_min(window: Window, signal: str, first: int, last: int) -> float | None:
-    values = window.get(signal)
+    values = window.filled(signal, 5)
     if values is None:
         return None
-    chunk = ffill(values, 5)[max(first, 0) : last + 1]
+    chunk = values[max(first, 0) : last + 1]
     chunk = chunk[~np.isnan(chunk)]
     return float(chunk.min()) if len(chunk) else None
 

@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from scaler.models import EvidenceValue, Finding, Severity, format_time
-from scaler.numeric import ffill, runs
+from scaler.numeric import runs
 from scaler.rules.base import (
     Opinion,
     Rule,
@@ -190,8 +190,9 @@ class MemoryPressure(Rule):
     def detect(self, window: Window, context: RuleContext) -> RuleOutcome:
         """Mark sustained high-memory spans and describe how they recur."""
         s = self.settings
-        mem = window.series[Signal.MEM_USED]
-        filled = ffill(mem, s.bridge_minutes)
+        mem = window.series[Signal.MEM_USED]  # the rule runs only where memory is reported
+        filled = window.filled(Signal.MEM_USED, s.bridge_minutes)
+        assert filled is not None
         with np.errstate(invalid="ignore"):
             high = filled >= s.threshold_pct
         active = held(high, ~np.isnan(filled), s.sustain_minutes, 0)
