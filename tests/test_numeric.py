@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,12 +15,14 @@ from scaler.numeric import (
     rolling_max,
     rolling_mean,
     rolling_median,
+    rolling_sum,
     run_lengths,
     runs,
     sustained,
 )
 from scaler.rules.backlog import minutes_until_age_limit
 from scaler.rules.features import held
+from scaler.signals import Window
 
 nan = np.nan
 
@@ -90,3 +95,60 @@ def test_minutes_until_age_limit(
     }
     args.update(kwargs)
     assert minutes_until_age_limit(limit_s=900, **args) == expected
+
+
+_SERIES = st.lists(
+    st.one_of(st.just(math.nan), st.floats(-1e6, 1e6, allow_nan=False)), max_size=60
+).map(lambda xs: np.array(xs, dtype=np.float64))
+
+
+@given(_SERIES, st.integers(0, 70), st.integers(1, 5))
+def test_rolling_sum_is_the_sum_of_each_trailing_span(
+    values: np.ndarray, width: int, min_count: int
+) -> None:
+    """Exactly (bit for bit) what summing each span's present values in turn gives."""
+    sums, counts = rolling_sum(values, width, min_count)
+    running = np.concatenate(([0.0], np.cumsum(np.nan_to_num(values))))
+    for i in range(len(values)):
+        span = values[max(i + 1 - width, 0) : i + 1]
+        present = int((~np.isnan(span)).sum())
+        assert counts[i] == present
+        want = running[i + 1] - running[max(i + 1 - width, 0)] if present >= min_count else None
+        assert math.isnan(sums[i]) if want is None else sums[i] == want, (i, sums[i], want)
+
+
+@given(_SERIES, st.integers(0, 8))
+def test_ffill_carries_the_last_value_at_most_limit_minutes(values: np.ndarray, limit: int) -> None:
+    filled = ffill(values, limit)
+    for i, v in enumerate(values):
+        back = [j for j in range(max(i - limit, 0), i + 1) if not math.isnan(values[j])]
+        want = values[back[-1]] if back else math.nan
+        assert (math.isnan(filled[i]) and math.isnan(want)) or filled[i] == want, (i, v)
+
+
+@given(st.lists(st.booleans(), max_size=60), st.integers(1, 6))
+def test_runs_are_the_true_stretches(bits: list[bool], min_length: int) -> None:
+    found = runs(np.array(bits, dtype=bool), min_length)
+    want, start = [], None
+    for i, bit in enumerate([*bits, False]):
+        if bit and start is None:
+            start = i
+        elif not bit and start is not None:
+            if i - start >= min_length:
+                want.append((start, i - 1))
+            start = None
+    assert found == want
+
+
+def test_a_window_copied_with_other_series_derives_its_own() -> None:
+    """A copy must not answer from what was derived from the original's series."""
+    window = Window(
+        group="g",
+        start=datetime(2026, 3, 2, 8, 0, tzinfo=UTC),
+        length=3,
+        series={"ebs_read_bytes": np.array([1.0, 2.0, 3.0])},
+    )
+    assert window.total(["ebs_read_bytes"]) is not None
+    zeroed = window.model_copy(update={"series": {"ebs_read_bytes": np.zeros(3)}})
+    assert zeroed.total(["ebs_read_bytes"]).tolist() == [0.0, 0.0, 0.0]  # type: ignore[union-attr]
+    assert window.filled("ebs_read_bytes", 1).tolist() == [1.0, 2.0, 3.0]  # type: ignore[union-attr]

@@ -348,9 +348,12 @@ def evaluate(
         if rule.steps_scale_out:
             stepped |= outcome.active
         opinions.extend(_opinions(rule, outcome, window, ctx))
-        log.debug(
-            "rule.evaluated", group=window.group, rule=rule.name, findings=len(outcome.findings)
-        )
+    # One event a window, not one a rule: even a filtered-out event costs a logger binding.
+    log.debug(
+        "rules.evaluated",
+        group=window.group,
+        findings={o.kind: len(o.findings) for o in outcomes},
+    )
     plan = plan_capacity(
         window,
         group.capacity,

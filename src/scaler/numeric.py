@@ -32,17 +32,19 @@ _Item = TypeVar("_Item", bound=np.generic)
 
 
 def rolling_sum(values: Series, width: int, min_count: int = 1) -> tuple[Series, Series]:
-    """Trailing sums over `width` minutes ending at each minute, and how many were present."""
-    present = ~np.isnan(values)
-    filled = np.where(present, values, 0.0)
-    csum = np.concatenate(([0.0], np.cumsum(filled)))
-    ccount = np.concatenate(([0], np.cumsum(present)))
-    idx = np.arange(1, len(values) + 1)
-    lo = np.maximum(idx - width, 0)
-    sums = csum[idx] - csum[lo]
-    counts = (ccount[idx] - ccount[lo]).astype(np.float64)
-    sums = np.where(counts >= min_count, sums, np.nan)
-    return sums, counts
+    """Trailing sums over `width` minutes ending at each minute, and how many were present.
+
+    Differences of running sums; the window's first `width` minutes subtract nothing. Slices,
+    not index arrays: a live tick calls this a dozen times a group on 180-minute series.
+    """
+    n, width = len(values), max(width, 0)
+    missing = np.isnan(values)
+    sums = np.cumsum(np.where(missing, 0.0, values))
+    counts = np.cumsum(~missing, dtype=np.float64)
+    if n > width:
+        sums[width:] -= sums[: n - width].copy()
+        counts[width:] -= counts[: n - width].copy()
+    return np.where(counts >= min_count, sums, np.nan), counts
 
 
 def rolling_mean(values: Series, width: int, min_count: int = 1) -> Series:
@@ -124,17 +126,18 @@ def lagged(values: Series, minutes: int) -> Series:
 
 def ffill(values: Series, limit: int) -> Series:
     """Carry each value forward over at most `limit` missing minutes (for 5-minute data)."""
-    present = ~np.isnan(values)
-    idx = np.where(present, np.arange(len(values)), -1)
-    last = np.maximum.accumulate(idx) if len(values) else idx
-    age = np.arange(len(values)) - last
-    ok = (last >= 0) & (age <= limit)
-    return np.where(ok, values[np.clip(last, 0, None)], np.nan)
+    missing = np.isnan(values)
+    if not missing.any():
+        return values.copy()  # the usual case: nothing to carry
+    at = np.arange(len(values))
+    last = np.maximum.accumulate(np.where(missing, -1, at))
+    ok = (last >= 0) & (at - last <= limit)
+    return np.where(ok, values[np.maximum(last, 0)], np.nan)
 
 
 def runs(mask: Mask, min_length: int = 1) -> list[tuple[int, int]]:
     """Inclusive (first, last) index pairs of True runs at least `min_length` long."""
-    if len(mask) == 0:
+    if not mask.any():
         return []
     edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
     starts = np.flatnonzero(edges == 1)
