@@ -12,6 +12,7 @@ import structlog
 
 from scaler.aws import DEFAULT_RETRY, Clients, RetryPolicy
 from scaler.errors import AwsCallError, RetryableAwsError, ScalerError
+from scaler.heap import collection_paused
 from scaler.instances.catalog import Catalog
 from scaler.live.advice import GroupAdvice, TickAdvice, advise_group
 from scaler.live.gate import ReadMemory, TickGate
@@ -44,7 +45,21 @@ def advise(
     caller has one (`scaler run`, Lambda), so a process started fresh each tick remembers;
     without one, this process's memory for as long as the place's clients live.
     """
-    catalog = policy.catalog(catalog)
+    with collection_paused():  # a tick's collections cost much and free little (scaler.heap)
+        return _advise_places(
+            policy, clients, now=now, catalog=policy.catalog(catalog), retry=retry, memory=memory
+        )
+
+
+def _advise_places(
+    policy: Policy,
+    clients: Clients,
+    *,
+    now: datetime,
+    catalog: Catalog,
+    retry: RetryPolicy,
+    memory: ReadMemory | None,
+) -> TickAdvice:
     parts: list[TickAdvice] = []
     for place, groups in policy.places().items():
         part = policy.model_copy(update={"groups": groups})

@@ -17,6 +17,7 @@ What a window holds, per signal:
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -341,7 +342,7 @@ def _place(
 ) -> Series:
     """Datapoints on the minute grid; periods that end after `stop` are not complete: dropped."""
     values = np.full(length, np.nan)
-    stamps = np.fromiter((s.timestamp() for s in points[0]), dtype=np.float64, count=len(points[0]))
+    stamps = _epoch_seconds(points[0], spec.period_s)
     raw = np.asarray(points[1], dtype=np.float64)
     # Ascending time, stable: where two datapoints share a minute, the later one is kept.
     order = np.argsort(stamps, kind="stable")
@@ -352,6 +353,27 @@ def _place(
     last = np.append(slots[1:] != slots[:-1], True) if slots.size else slots.astype(bool)
     values[slots[last]] = kept[last] * spec.scale
     return values
+
+
+def _epoch_seconds(stamps: list[datetime], period_s: int) -> Series:
+    """The datapoints' times as Unix seconds.
+
+    CloudWatch answers one datapoint a period, newest first: when the times run strictly one
+    way and the first and last lie exactly (count - 1) periods apart, every period between is
+    filled and the times are arithmetic. Checking that compares neighbours (no time zone is
+    consulted for two times in one zone); converting each time would ask botocore's zone
+    (dateutil's tzlocal) for its offset once a datapoint, most of a window's cost to place.
+    Anything else (gaps, duplicates, any order) is converted one by one.
+    """
+    count = len(stamps)
+    if count > 2:
+        first, last = stamps[0].timestamp(), stamps[-1].timestamp()
+        ascending = last > first
+        spaced = abs(last - first) == (count - 1) * period_s
+        if spaced and all(map(operator.lt if ascending else operator.gt, stamps, stamps[1:])):
+            step = period_s if ascending else -period_s
+            return first + step * np.arange(count, dtype=np.float64)
+    return np.array([s.timestamp() for s in stamps], dtype=np.float64)
 
 
 def _per_instance(values: Series, instances: Series | None) -> Series:

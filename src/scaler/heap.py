@@ -1,0 +1,32 @@
+"""The garbage collector held off for the length of a tick.
+
+Called by the live tick (`scaler.live.tick.advise`), so `scaler advise`, `scaler run`, the
+Lambda handler and a `--every` loop all get it. A tick allocates hundreds of thousands of
+short-lived objects, and their count triggers collections that find almost nothing: the
+engine's values die by reference counting (a Fleet holds its window weakly so that they do).
+What does trigger is costly: each full collection re-scans start-up's million long-lived
+objects (modules, botocore's service models) and everything the tick has kept so far.
+Measured at 3,000 groups: 3,402 collections, 1.7 s of a 25 s tick, and after the tick one
+collection freed 24 objects a thousand group-ticks. So the tick runs with collection paused
+and the collector resumes as it was afterwards (the few cycles go with its next pass).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["collection_paused"]
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """Automatic garbage collection off inside the block; as it was, after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
