@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import boto3
@@ -23,6 +23,7 @@ from scaler.sources.cloudwatch import (
     MAX_QUERIES_PER_CALL,
     CloudWatchSource,
     MetricTarget,
+    _epoch_seconds,
     queue_name_of,
 )
 from scaler.sources.metric_map import DEFAULT_METRICS, MetricOverride, resolve_metrics
@@ -413,3 +414,34 @@ def test_datapoints_land_on_their_minute(
     else:
         assert series is not None
         np.testing.assert_array_equal(series, expected)
+
+
+_T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def _at(*minutes: int, tz: Any = UTC) -> list[datetime]:
+    return [(_T0 + timedelta(minutes=m)).astimezone(tz) for m in minutes]
+
+
+_BERLIN = timezone(timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("stamps", "period_s"),
+    [
+        (_at(*range(10)), 60),  # ascending, every minute: arithmetic
+        (_at(*reversed(range(10))), 60),  # newest first, as CloudWatch answers
+        (_at(0, 5, 10, 15), 300),  # 5-minute data
+        (_at(0, 1, 3, 4), 60),  # a gap: converted one by one
+        (_at(0, 2, 1, 3), 60),  # out of order, endpoints 3 periods apart: one by one
+        (_at(0, 1, 1, 3), 60),  # a repeated minute
+        (_at(3, 2, 1, 0, tz=_BERLIN), 60),  # another zone: the same instants
+        ([*_at(0, 1), *_at(2, 3, tz=_BERLIN)], 60),  # zones mixed within one answer
+        (_at(0, 1), 60),
+        ([], 60),
+    ],
+)
+def test_datapoint_times_are_their_unix_seconds(stamps: list[datetime], period_s: int) -> None:
+    """The shortcut for evenly spaced answers gives exactly what converting each time gives."""
+    got = _epoch_seconds(stamps, period_s)
+    assert got.tolist() == [s.timestamp() for s in stamps]

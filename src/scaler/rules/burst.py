@@ -282,26 +282,30 @@ class EbsBurstExhaustion(Rule):
 
 def _carried(started: Mask, going_on: Mask) -> Mask:
     """`started` runs, each extended for as long as `going_on` holds after it."""
-    out = started.copy()
+    if not started.any():
+        return started.copy()
+    # A minute-by-minute carry, on Python bools (numpy scalar indexing costs several times more).
+    out, going = started.tolist(), going_on.tolist()
     for i in range(1, len(out)):
-        if not out[i] and out[i - 1] and going_on[i]:
+        if not out[i] and out[i - 1] and going[i]:
             out[i] = True
-    return out
+    return np.array(out, dtype=bool)
 
 
 def _spent(track: _Track, rearm: float) -> Mask:
     """Minutes from a bucket running out until its balance is back at `rearm` (0..1)."""
-    out = np.zeros(len(track.minutes), dtype=bool)
     empty = track.minutes <= 0
-    refilled = track.balance >= rearm
+    if not empty.any():
+        return np.zeros(len(track.minutes), dtype=bool)
+    out: list[bool] = []
     state = False
-    for i in range(len(out)):
-        if empty[i]:
+    for is_empty, refilled in zip(empty.tolist(), (track.balance >= rearm).tolist(), strict=True):
+        if is_empty:
             state = True
-        elif state and refilled[i]:
+        elif state and refilled:
             state = False
-        out[i] = state
-    return out
+        out.append(state)
+    return np.array(out, dtype=bool)
 
 
 def _balance_source(track: _Track, window: Window, at: int) -> str:
