@@ -23,10 +23,11 @@ from scaler.sources.cloudwatch import (
     MAX_QUERIES_PER_CALL,
     CloudWatchSource,
     MetricTarget,
-    _epoch_seconds,
+    _evenly_spaced,
+    _place,
     queue_name_of,
 )
-from scaler.sources.metric_map import DEFAULT_METRICS, MetricOverride, resolve_metrics
+from scaler.sources.metric_map import DEFAULT_METRICS, MetricOverride, MetricSpec, resolve_metrics
 
 NOW = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)  # on a 5-minute boundary: every period complete
 FAST = RetryPolicy(max_attempts=4, max_total_s=5, initial_backoff_s=0.001, max_backoff_s=0.005)
@@ -417,31 +418,66 @@ def test_datapoints_land_on_their_minute(
 
 
 _T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+_BERLIN = timezone(timedelta(hours=1))
 
 
 def _at(*minutes: int, tz: Any = UTC) -> list[datetime]:
     return [(_T0 + timedelta(minutes=m)).astimezone(tz) for m in minutes]
 
 
-_BERLIN = timezone(timedelta(hours=1))
-
-
 @pytest.mark.parametrize(
-    ("stamps", "period_s"),
+    ("stamps", "period_s", "expected"),
     [
-        (_at(*range(10)), 60),  # ascending, every minute: arithmetic
-        (_at(*reversed(range(10))), 60),  # newest first, as CloudWatch answers
-        (_at(0, 5, 10, 15), 300),  # 5-minute data
-        (_at(0, 1, 3, 4), 60),  # a gap: converted one by one
-        (_at(0, 2, 1, 3), 60),  # out of order, endpoints 3 periods apart: one by one
-        (_at(0, 1, 1, 3), 60),  # a repeated minute
-        (_at(3, 2, 1, 0, tz=_BERLIN), 60),  # another zone: the same instants
-        ([*_at(0, 1), *_at(2, 3, tz=_BERLIN)], 60),  # zones mixed within one answer
-        (_at(0, 1), 60),
-        ([], 60),
+        (_at(*range(10)), 60, (_T0.timestamp(), True)),
+        (_at(*reversed(range(10))), 60, (_T0.timestamp(), False)),  # newest first, as answered
+        (_at(0, 5, 10, 15), 300, (_T0.timestamp(), True)),  # 5-minute data
+        (_at(3, 2, 1, 0, tz=_BERLIN), 60, (_T0.timestamp(), False)),  # another zone
+        ([*_at(0, 1), *_at(2, 3, tz=_BERLIN)], 60, (_T0.timestamp(), True)),  # zones mixed
+        (_at(0, 1, 3, 4), 60, None),  # a gap
+        (_at(0, 2, 1, 3), 60, None),  # out of order, endpoints 3 periods apart
+        (_at(0, 1, 1, 3), 60, None),  # a repeated minute
+        (_at(0, 5, 10), 60, None),  # spaced wider than the period
+        (_at(0, 1), 60, None),  # too few to tell: converted one by one
+        ([], 60, None),
     ],
 )
-def test_datapoint_times_are_their_unix_seconds(stamps: list[datetime], period_s: int) -> None:
-    """The shortcut for evenly spaced answers gives exactly what converting each time gives."""
-    got = _epoch_seconds(stamps, period_s)
-    assert got.tolist() == [s.timestamp() for s in stamps]
+def test_evenly_spaced_answers_are_recognised(
+    stamps: list[datetime], period_s: int, expected: tuple[float, bool] | None
+) -> None:
+    assert _evenly_spaced(stamps, period_s) == expected
+
+
+@given(
+    count=st.integers(3, 40),
+    period_minutes=st.sampled_from([1, 5]),
+    offset_s=st.integers(-900, 900),
+    length=st.integers(1, 60),
+    stop_minute=st.integers(-5, 70),
+    newest_first=st.booleans(),
+    swap=st.data(),
+)
+def test_evenly_spaced_datapoints_land_where_the_general_placement_puts_them(
+    count: int,
+    period_minutes: int,
+    offset_s: int,
+    length: int,
+    stop_minute: int,
+    newest_first: bool,
+    swap: st.DataObject,
+) -> None:
+    """The shortcut for one-a-period answers places exactly what sorting each time places."""
+    spec = MetricSpec(
+        namespace="AWS/SQS", metric_name="M", stat="Maximum", period_s=period_minutes * 60
+    )
+    stamps = [_T0 + timedelta(seconds=offset_s + k * spec.period_s) for k in range(count)]
+    raw = [float(k + 1) for k in range(count)]
+    if newest_first:
+        stamps, raw = stamps[::-1], raw[::-1]
+    grid = {"first": _T0, "length": length, "stop": _T0 + timedelta(minutes=stop_minute)}
+    fast = _place((stamps, raw), spec, **grid)  # type: ignore[arg-type]
+    # Two datapoints swapped: no longer one way, so placed by the general path.
+    i = swap.draw(st.integers(0, count - 2))
+    stamps[i], stamps[i + 1], raw[i], raw[i + 1] = stamps[i + 1], stamps[i], raw[i + 1], raw[i]
+    assert _evenly_spaced(stamps, spec.period_s) is None
+    general = _place((stamps, raw), spec, **grid)  # type: ignore[arg-type]
+    assert np.array_equal(fast, general, equal_nan=True)

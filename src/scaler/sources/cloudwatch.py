@@ -342,38 +342,73 @@ def _place(
 ) -> Series:
     """Datapoints on the minute grid; periods that end after `stop` are not complete: dropped."""
     values = np.full(length, np.nan)
-    stamps = _epoch_seconds(points[0], spec.period_s)
-    raw = np.asarray(points[1], dtype=np.float64)
+    stamps, raw = points[0], np.asarray(points[1], dtype=np.float64)
+    spaced = _evenly_spaced(stamps, spec.period_s)
+    if spaced is not None:
+        oldest, ascending = spaced
+        _place_evenly(
+            values,
+            raw if ascending else raw[::-1],
+            oldest - first.timestamp(),
+            spec,
+            complete_until=stop.timestamp() - oldest,
+        )
+        return values
+    times = np.array([s.timestamp() for s in stamps], dtype=np.float64)
     # Ascending time, stable: where two datapoints share a minute, the later one is kept.
-    order = np.argsort(stamps, kind="stable")
-    stamps, raw = stamps[order], raw[order]
-    index = (stamps - first.timestamp()) // MINUTE
-    keep = (stamps + spec.period_s <= stop.timestamp()) & (index >= 0) & (index < length)
+    order = np.argsort(times, kind="stable")
+    times, raw = times[order], raw[order]
+    index = (times - first.timestamp()) // MINUTE
+    keep = (times + spec.period_s <= stop.timestamp()) & (index >= 0) & (index < length)
     slots, kept = index[keep].astype(np.intp), raw[keep]
     last = np.append(slots[1:] != slots[:-1], True) if slots.size else slots.astype(bool)
     values[slots[last]] = kept[last] * spec.scale
     return values
 
 
-def _epoch_seconds(stamps: list[datetime], period_s: int) -> Series:
-    """The datapoints' times as Unix seconds.
+def _evenly_spaced(stamps: list[datetime], period_s: int) -> tuple[float, bool] | None:
+    """(the oldest datapoint's Unix seconds, whether they ascend) when the datapoints are one a
+    period with none missing, else None.
 
     CloudWatch answers one datapoint a period, newest first: when the times run strictly one
     way and the first and last lie exactly (count - 1) periods apart, every period between is
     filled and the times are arithmetic. Checking that compares neighbours (no time zone is
     consulted for two times in one zone); converting each time would ask botocore's zone
     (dateutil's tzlocal) for its offset once a datapoint, most of a window's cost to place.
-    Anything else (gaps, duplicates, any order) is converted one by one.
     """
     count = len(stamps)
-    if count > 2:
-        first, last = stamps[0].timestamp(), stamps[-1].timestamp()
-        ascending = last > first
-        spaced = abs(last - first) == (count - 1) * period_s
-        if spaced and all(map(operator.lt if ascending else operator.gt, stamps, stamps[1:])):
-            step = period_s if ascending else -period_s
-            return first + step * np.arange(count, dtype=np.float64)
-    return np.array([s.timestamp() for s in stamps], dtype=np.float64)
+    if count < 3:
+        return None
+    first, last = stamps[0].timestamp(), stamps[-1].timestamp()
+    ascending = last > first
+    if abs(last - first) != (count - 1) * period_s:
+        return None
+    if not all(map(operator.lt if ascending else operator.gt, stamps, stamps[1:])):
+        return None
+    return min(first, last), ascending
+
+
+def _place_evenly(
+    values: Series, raw: Series, offset_s: float, spec: MetricSpec, *, complete_until: float
+) -> None:
+    """Datapoint k (oldest first, `offset_s` + k periods from the grid's start) into its minute.
+
+    Every period is a whole number of minutes, so the minutes are a slice with that step:
+    the kept datapoints are those inside the grid whose period ends by `complete_until`
+    (seconds after the oldest datapoint). The same minutes and values as `_place`'s general
+    path, with three numpy calls instead of a dozen.
+    """
+    step = spec.period_s // MINUTE
+    first_slot = offset_s // MINUTE  # the oldest datapoint's minute (may be before the grid)
+    lo = max(0, math.ceil(-first_slot / step))
+    hi = min(
+        len(raw),
+        math.ceil((len(values) - first_slot) / step),
+        math.floor(complete_until / spec.period_s),  # datapoint k ends at (k + 1) periods
+    )
+    if lo < hi:
+        start = int(first_slot) + lo * step
+        values[start : start + (hi - lo - 1) * step + 1 : step] = raw[lo:hi] * spec.scale
 
 
 def _per_instance(values: Series, instances: Series | None) -> Series:
