@@ -77,7 +77,10 @@ def rank_alternatives(
     if limit is not None:
         # the reference row stays, so the table always answers "why not just more of the same?"
         top += [a for a in best[limit:] if a.strategy is Strategy.SAME_TYPE]
-    return [_row(c, catalog) for c in top]
+    return [
+        _row(c, catalog, current=current, state=state, demand=demand, utilization=utilization)
+        for c in top
+    ]
 
 
 def size_on(
@@ -106,7 +109,9 @@ def size_on(
     costed = _cost(
         plan, current=current, state=state, demand=demand, catalog=catalog, utilization=utilization
     )
-    return _row(costed, catalog)
+    return _row(
+        costed, catalog, current=current, state=state, demand=demand, utilization=utilization
+    )
 
 
 def _costed(
@@ -249,7 +254,6 @@ class _Costed:
     price: float | None
     fleet_cost_per_hour: float | None
     per_1000: float | None
-    assumptions: list[str]
 
     @property
     def instance_type(self) -> str:
@@ -274,17 +278,14 @@ def _cost(
     utilization: float,
 ) -> _Costed:
     facts = plan.facts
-    limits, assumptions = _limits(plan, current, state, demand)
-    limit, capacity = min(limits.items(), key=lambda kv: kv[1])
+    limits = _limits(plan, current, state, demand)
+    limit = min(limits, key=limits.__getitem__)
+    capacity = limits[limit]
     per_instance = utilization * capacity
     instances = max(1, math.ceil(demand.arrivals_per_min / per_instance - 1e-9))
     price = catalog.price(facts.instance_type)
     fleet = None if price is None else instances * (price + plan.extra_per_hour)
     per_1000 = None if fleet is None else fleet / (demand.arrivals_per_min * 60.0 / 1000.0)
-    assumptions += [
-        f"sized at {utilization:.0%} of each type's sustained limits (EBS baseline, not burst)",
-        *plan.assumptions,
-    ]
     return _Costed(
         plan=plan,
         strategy=plan.strategy,
@@ -295,13 +296,26 @@ def _cost(
         # rounded as the table shows it: the ranking compares what the reader sees
         fleet_cost_per_hour=None if fleet is None else round(fleet, 4),
         per_1000=per_1000,
-        assumptions=assumptions,
     )
 
 
-def _row(c: _Costed, catalog: Catalog) -> Alternative:
-    """The table row of a costed candidate."""
+def _row(
+    c: _Costed,
+    catalog: Catalog,
+    *,
+    current: InstanceFacts,
+    state: State,
+    demand: Demand,
+    utilization: float,
+) -> Alternative:
+    """The table row of a costed candidate, with the words of what its figures assume (said
+    only for the rows shown: a ranking costs ~35 candidates)."""
     price, fleet, per_1000 = c.price, c.fleet_cost_per_hour, c.per_1000
+    assumptions = [
+        *_limit_notes(c.plan, current, state, demand),
+        f"sized at {utilization:.0%} of each type's sustained limits (EBS baseline, not burst)",
+        *c.plan.assumptions,
+    ]
     return Alternative(
         instance_type=c.instance_type,
         strategy=c.strategy,
@@ -315,56 +329,84 @@ def _row(c: _Costed, catalog: Catalog) -> Alternative:
         cost_per_1000_messages=None if per_1000 is None else round(per_1000, 5),
         change=c.plan.change,
         price_note=catalog.price_note(c.instance_type),
-        assumptions=c.assumptions,
+        assumptions=assumptions,
     )
 
 
-def _limits(
-    plan: _Plan, current: InstanceFacts, state: State, demand: Demand
-) -> tuple[dict[str, float], list[str]]:
-    """Messages per minute one instance sustains, per resource, and what that assumes."""
-    facts, notes = plan.facts, []
+def _limits(plan: _Plan, current: InstanceFacts, state: State, demand: Demand) -> dict[str, float]:
+    """Messages per minute one instance sustains, per resource (`_limit_notes` says what that
+    assumes)."""
+    facts = plan.facts
     limits: dict[str, float] = {}
     size_ratio = facts.vcpus / current.vcpus
     if plan.local:
-        measured = demand.ebs_mb_s
-        local = demand.local_mb_s or demand.peak_mb_s or measured
-        # the instance store serves what was measured on EBS (or what fio says), per size
-        scale = local / measured if measured > 0 else 1.0
-        limits["instance_store"] = demand.msgs_per_min * size_ratio * scale
-        notes.append(
-            f"the instance store sustains at least {local * size_ratio:.1f} MB/s per instance "
-            f"({local:.1f} MB/s per {current.size}, scaled with size); AWS publishes "
-            "instance-store performance in IOPS, not MB/s: check with fio"
-        )
+        limits["instance_store"] = demand.msgs_per_min * size_ratio * _local_scale(demand)
     else:
         if demand.mb_per_message > 0:
             limits["ebs_throughput"] = plan.ebs_mb_s * 60.0 / demand.mb_per_message
         if demand.ios_per_message > 0:
             limits["ebs_iops"] = facts.ebs_baseline_iops * 60.0 / demand.ios_per_message
-    cpu_s = demand.cpu_seconds_per_message
-    if cpu_s is None and state == "cpu":
-        cpu_s = current.vcpus * 60.0 / demand.msgs_per_min
-        notes.append(f"CPU not measured: {current.instance_type} taken as CPU-saturated")
+    cpu_s, _ = _cpu_seconds(current, state, demand)
     if cpu_s is not None:
         limits["cpu"] = facts.vcpus * 60.0 / cpu_s
-        if facts.family != current.family:
-            notes.append(
-                f"a message takes as many vCPU-seconds on {facts.family} as on "
-                f"{current.family} ({cpu_s:.3g} s); measure before committing"
-            )
-    else:
-        notes.append("CPU not measured: assumed not to be the limit")
-    rate = demand.memory_gib_per_rate
-    if rate is None and state == "memory":
-        rate = current.memory_gib / demand.msgs_per_min
-        notes.append(f"memory not measured: {current.instance_type} taken as memory-bound")
+    rate, _ = _memory_rate(current, state, demand)
     if rate is not None:
         limits["memory"] = facts.memory_gib / rate
     if not limits:
         limits["measured"] = demand.msgs_per_min * size_ratio
+    return limits
+
+
+def _limit_notes(plan: _Plan, current: InstanceFacts, state: State, demand: Demand) -> list[str]:
+    """What `_limits`' figures for `plan` assume, in words."""
+    facts, notes = plan.facts, []
+    size_ratio = facts.vcpus / current.vcpus
+    if plan.local:
+        local = demand.local_mb_s or demand.peak_mb_s or demand.ebs_mb_s
+        notes.append(
+            f"the instance store sustains at least {local * size_ratio:.1f} MB/s per instance "
+            f"({local:.1f} MB/s per {current.size}, scaled with size); AWS publishes "
+            "instance-store performance in IOPS, not MB/s: check with fio"
+        )
+    cpu_s, cpu_assumed = _cpu_seconds(current, state, demand)
+    if cpu_assumed:
+        notes.append(f"CPU not measured: {current.instance_type} taken as CPU-saturated")
+    if cpu_s is None:
+        notes.append("CPU not measured: assumed not to be the limit")
+    elif facts.family != current.family:
+        notes.append(
+            f"a message takes as many vCPU-seconds on {facts.family} as on "
+            f"{current.family} ({cpu_s:.3g} s); measure before committing"
+        )
+    if _memory_rate(current, state, demand)[1]:
+        notes.append(f"memory not measured: {current.instance_type} taken as memory-bound")
+    no_costs = not plan.local and not demand.mb_per_message and not demand.ios_per_message
+    if no_costs and cpu_s is None and _memory_rate(current, state, demand)[0] is None:
         notes.append("no per-message costs measured: throughput scaled with vCPUs")
-    return limits, notes
+    return notes
+
+
+def _local_scale(demand: Demand) -> float:
+    """The instance store serves what was measured on EBS (or what fio says), per size."""
+    measured = demand.ebs_mb_s
+    local = demand.local_mb_s or demand.peak_mb_s or measured
+    return local / measured if measured > 0 else 1.0
+
+
+def _cpu_seconds(current: InstanceFacts, state: State, demand: Demand) -> tuple[float | None, bool]:
+    """vCPU-seconds a message takes, and whether that is assumed (a CPU-bound fleet unmeasured:
+    taken as saturated)."""
+    if demand.cpu_seconds_per_message is None and state == "cpu":
+        return current.vcpus * 60.0 / demand.msgs_per_min, True
+    return demand.cpu_seconds_per_message, False
+
+
+def _memory_rate(current: InstanceFacts, state: State, demand: Demand) -> tuple[float | None, bool]:
+    """GiB a msg/min of throughput holds, and whether that is assumed (a memory-bound fleet
+    unmeasured: taken as full)."""
+    if demand.memory_gib_per_rate is None and state == "memory":
+        return current.memory_gib / demand.msgs_per_min, True
+    return demand.memory_gib_per_rate, False
 
 
 def _best_per_family(
