@@ -211,6 +211,8 @@ class Window(BaseModel):
         """Minutes `first` up to (not including) `stop`, clipped to the window."""
         first = min(max(first, 0), self.length)
         stop = min(max(stop, first), self.length)
+        if first == 0 and stop == self.length:
+            return self  # immutable: the whole window is itself, with what it has derived
         # Views of this window's read-only, validated series: nothing to check or copy again
         # (a live tick slices every group's window several times).
         return Window.model_construct(

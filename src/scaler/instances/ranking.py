@@ -254,6 +254,8 @@ class _Costed:
     price: float | None
     fleet_cost_per_hour: float | None
     per_1000: float | None
+    #: What the ranking orders by: the fleet's cost, or (unpriced) its vCPU count.
+    spend: float
 
     @property
     def instance_type(self) -> str:
@@ -286,6 +288,8 @@ def _cost(
     price = catalog.price(facts.instance_type)
     fleet = None if price is None else instances * (price + plan.extra_per_hour)
     per_1000 = None if fleet is None else fleet / (demand.arrivals_per_min * 60.0 / 1000.0)
+    # rounded as the table shows it: the ranking compares what the reader sees
+    fleet_cost = None if fleet is None else round(fleet, 4)
     return _Costed(
         plan=plan,
         strategy=plan.strategy,
@@ -293,9 +297,9 @@ def _cost(
         per_instance=per_instance,
         instances_needed=instances,
         price=price,
-        # rounded as the table shows it: the ranking compares what the reader sees
-        fleet_cost_per_hour=None if fleet is None else round(fleet, 4),
+        fleet_cost_per_hour=fleet_cost,
         per_1000=per_1000,
+        spend=float(instances * facts.vcpus) if fleet_cost is None else fleet_cost,
     )
 
 
@@ -420,31 +424,25 @@ def _best_per_family(
     groups: dict[tuple[Strategy, str], list[_Costed]] = {}
     for alt in alternatives:
         groups.setdefault((alt.strategy, alt.instance_type.split(".")[0]), []).append(alt)
+    needed = demand.needed_mb_s - 1e-9
     best = []
     for (strategy, _), members in groups.items():
         cheapest = _cheapest(members, current)
         if strategy is not Strategy.SUSTAINED_EBS:
             best.append(cheapest)
             continue
-        covering = [a for a in members if a.sustained_mb_s >= demand.needed_mb_s - 1e-9]
+        covering = [a for a in members if a.sustained_mb_s >= needed]
         if covering:
-            best.append(min(covering, key=lambda a: (a.vcpus, _spend(a))))
+            best.append(min(covering, key=lambda a: (a.vcpus, a.spend)))
         if not covering or cheapest.instance_type != best[-1].instance_type:
             best.append(replace(cheapest, strategy=Strategy.CHEAPEST_EBS))
     return best
 
 
 def _cheapest(members: list[_Costed], current: InstanceFacts) -> _Costed:
-    lowest = min(_spend(a) for a in members)
-    near = [a for a in members if _spend(a) <= lowest * _SAME_COST]
-    return min(near, key=lambda a: (_size_distance(a, current), _spend(a)))
-
-
-def _spend(alt: _Costed) -> float:
-    """Fleet cost, or (without a price) the fleet's vCPU count as a stand-in for ordering."""
-    if alt.fleet_cost_per_hour is not None:
-        return alt.fleet_cost_per_hour
-    return float(alt.instances_needed * alt.vcpus)
+    lowest = min(a.spend for a in members)
+    near = [a for a in members if a.spend <= lowest * _SAME_COST]
+    return min(near, key=lambda a: (_size_distance(a, current), a.spend))
 
 
 def _size_distance(alt: _Costed, current: InstanceFacts) -> float:
@@ -453,4 +451,4 @@ def _size_distance(alt: _Costed, current: InstanceFacts) -> float:
 
 
 def _rank_key(alt: _Costed) -> tuple[bool, float, int]:
-    return (alt.fleet_cost_per_hour is None, _spend(alt), alt.instances_needed)
+    return (alt.fleet_cost_per_hour is None, alt.spend, alt.instances_needed)
