@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scaler.backtest import Overrides, run_backtest
 from scaler.cli import EXIT_BAD_INPUT, EXIT_OK, main
@@ -17,7 +20,7 @@ from scaler.policy import default_policy
 from scaler.rules.base import RuleContext
 from scaler.rules.latency import LatencyGrowth
 from scaler.rules.memory import MemoryLeak, MemoryPressure
-from scaler.rules.trend import Summary, bucket, fit_buckets
+from scaler.rules.trend import Summary, bucket, fit_buckets, restarts
 from scaler.signals import Window
 from scaler.sim import scenarios
 from scaler.sim.replay_csv import write_replay
@@ -308,3 +311,29 @@ def test_a_leak_with_restarts_is_one_finding_that_says_when_the_next_restart_is_
     assert ev["restart_period_hours"] == pytest.approx(16.0)
     assert ev["next_restart_due_at"] == "2026-03-05T16:00:00Z"
     assert "the next is due" in findings[0].summary
+
+
+@given(
+    st.lists(st.one_of(st.just(math.nan), st.floats(-50, 50, allow_nan=False)), max_size=25),
+    st.integers(0, 20),
+    st.integers(3, 40),
+    st.integers(0, 12),
+    st.booleans(),
+)
+def test_a_fit_is_the_same_whatever_empty_buckets_came_before(
+    values: list[float], before: int, count: int, min_present: int, with_restarts: bool
+) -> None:
+    """Fits see only their own trailing buckets: empty buckets before the data change no fit
+    (and rows wider than the data, narrowed to it, fit as the full rows do)."""
+    buckets = np.array(values, dtype=np.float64)
+    padded = np.concatenate((np.full(before, np.nan), buckets))
+    segments = restarts(buckets, 3.0) if with_restarts else None
+    padded_segments = (
+        None
+        if segments is None
+        else np.concatenate((np.full(before, segments[0] if len(segments) else 0), segments))
+    )
+    alone = fit_buckets(buckets, count, min_present, segments)
+    later = fit_buckets(padded, count, min_present, padded_segments)
+    for name in ("slope", "intercept", "confidence", "first_x"):
+        assert np.array_equal(getattr(alone, name), getattr(later, name)[before:], equal_nan=True)

@@ -13,6 +13,7 @@ for the rule to describe.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -101,16 +102,20 @@ def fit_buckets(
     if len(buckets) == 0:  # a window shorter than one bucket: no fits, not an error
         empty = np.empty(0)
         return BucketFits(np.empty(0, np.int64), empty, empty, empty, np.empty(0, np.int64))
-    padded = np.concatenate((np.full(count - 1, np.nan), buckets))
-    rows = trailing_view(padded, count)
-    i, j = np.triu_indices(count, k=1)
+    # A row wider than the data starts with columns that are padding in every row: they are
+    # left out (`shift` of them), and positions keep their place in the full row.
+    width = min(count, len(buckets))
+    shift = count - width
+    padded = np.concatenate((np.full(width - 1, np.nan), buckets))
+    rows = trailing_view(padded, width)
+    i, j, gap = _pairs(width)
     with np.errstate(invalid="ignore"):
-        slopes = (rows[:, j] - rows[:, i]) / (j - i)
+        slopes = (rows[:, j] - rows[:, i]) / gap
     on_last = np.ones(rows.shape, dtype=bool)
     if segments is not None:
         seg = trailing_view(
-            np.concatenate((np.full(count - 1, segments[0] if len(segments) else 0), segments)),
-            count,
+            np.concatenate((np.full(width - 1, segments[0] if len(segments) else 0), segments)),
+            width,
         )
         slopes = np.where(seg[:, j] == seg[:, i], slopes, np.nan)
         on_last = seg == seg[:, -1:]
@@ -123,7 +128,7 @@ def fit_buckets(
     if usable.any():
         s = nanmedian_rows(slopes[usable])
         slope[usable] = s
-        x = np.arange(count)
+        x = np.arange(shift, count)
         placed = np.where(on_last[usable], rows[usable], np.nan) - s[:, None] * x
         fallback = rows[usable] - s[:, None] * x
         on_segment = nanmedian_rows(placed)  # NaN where the last segment has no data
@@ -135,12 +140,26 @@ def fit_buckets(
         )
     end = np.arange(1, len(buckets) + 1, dtype=np.int64)
     first_present = present_mask & on_last
-    first_x = np.argmax(first_present, axis=1).astype(np.int64)
+    first_x = np.where(
+        first_present.any(axis=1), np.argmax(first_present, axis=1) + shift, 0
+    ).astype(np.int64)
     return BucketFits(end, slope, intercept, confidence, first_x)
+
+
+@functools.cache
+def _pairs(width: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Column pairs (i < j) of a row `width` wide, and their distances j - i (made once)."""
+    i, j = np.triu_indices(width, k=1)
+    out = (i, j, j - i)
+    for array in out:
+        array.flags.writeable = False
+    return out
 
 
 def restarts(buckets: Series, drop: float) -> npt.NDArray[np.int64]:
     """Segment number per bucket, rising where the summary falls by more than `drop`."""
+    if len(buckets) == 0:
+        return np.zeros(0, dtype=np.int64)
     last_seen = buckets.copy()
     for k in range(1, len(last_seen)):  # carry the last present value over gaps
         if np.isnan(last_seen[k]):
