@@ -19,7 +19,7 @@ from scaler.aws import Clients
 from scaler.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from scaler.demo.embedded import LocalAws
 from scaler.enrich_handler import run_invocation
-from tests.test_accounts import NOW, PLACES, A, B, seed, write_policy
+from tests.test_accounts import NOW, PLACES, A, B, clients_in, seed, write_policy
 from tests.test_enrich_handler import Context
 
 REGION = {A: "eu-west-1", B: "us-west-2"}
@@ -163,3 +163,38 @@ def test_the_enrich_lambda_pages_account_bs_group_for_account_bs_alarm(
         in (unsaid["diagnosis_unavailable"])
     )
     capsys.readouterr()
+
+
+def test_a_composite_alarm_in_account_b_is_read_there(
+    aws: LocalAws,
+    clients: Clients,
+    policy: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A composite alarm's children are where it is: DescribeAlarms through B's role in
+    us-west-2 finds the child on B's `workers`, so B's group (scaler's own account has none)."""
+    in_b = clients_in(clients, PLACES["workers-b"])
+    in_b.cloudwatch.put_metric_alarm(
+        AlarmName="workers-in-service-low",
+        Namespace="AWS/AutoScaling",
+        MetricName="GroupInServiceInstances",
+        Dimensions=[{"Name": "AutoScalingGroupName", "Value": "workers"}],
+        Statistic="Minimum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="LessThanThreshold",
+    )
+    composite = {
+        **alarm(B),
+        "AlarmName": "workers-degraded",
+        "AlarmArn": f"arn:aws:cloudwatch:us-west-2:{B}:alarm:workers-degraded",
+        "AlarmRule": 'ALARM("workers-in-service-low")',
+        "Trigger": None,
+    }
+    path = tmp_path / "composite.json"
+    path.write_text(json.dumps(composite))
+    code, shown, err = enrich(aws, policy, path, capsys)
+    assert (code, err) == (EXIT_OK, "")
+    assert (shown["alarm"]["kind"], shown["group"]) == ("composite", "workers-b")
