@@ -5,7 +5,7 @@ names where a problem is. Used by `alerts.parse` for every alarm shape.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -107,19 +107,19 @@ def sub_metrics(subs: Any, where: str, keys: Keys) -> tuple[list[MetricRef], str
 
 def account_id(value: Any, where: str) -> str | None:
     """A 12-digit account id; None when absent; InputError for anything else."""
-    if value is None or value == "":
-        return None
-    if not is_account_id(value):
-        raise InputError(f"{where}: {shown(value)} is not an account id (12 digits)")
-    return str(value)
+    return _checked(value, where, is_account_id, "an account id (12 digits)")
 
 
 def region_code(value: Any, where: str) -> str | None:
     """A region code (us-east-1); None when absent; InputError for anything else."""
+    return _checked(value, where, is_region, "a region code like us-east-1")
+
+
+def _checked(value: Any, where: str, ok: Callable[[object], bool], what: str) -> str | None:
     if value is None or value == "":
         return None
-    if not is_region(value):
-        raise InputError(f"{where}: {shown(value)} is not a region code like us-east-1")
+    if not ok(value):
+        raise InputError(f"{where}: {shown(value)} is not {what}")
     return str(value)
 
 
