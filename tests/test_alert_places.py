@@ -204,7 +204,9 @@ def test_an_alarm_names_the_group_where_it_fired(document: dict[str, Any], group
         ),
         (
             alertmanager(asg="workers", region="EU (Ireland)"),
-            "label region: 'EU (Ireland)' is not a region code like us-east-1",
+            "label region: 'EU (Ireland)' is not a region code like us-east-1: alerts.labels "
+            "reads it as the group's region; if it means something else, set alerts.labels "
+            "without it",
         ),
     ],
 )

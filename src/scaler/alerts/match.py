@@ -283,7 +283,13 @@ def _label_place(
     for label, names in labels.items():
         value = alarm.labels.get(label)
         if names == field and value:
-            return read(value, f"Alertmanager alert {alarm.name!r}: label {label}")
+            try:
+                return read(value, f"Alertmanager alert {alarm.name!r}: label {label}")
+            except InputError as exc:
+                raise InputError(
+                    f"{exc}: alerts.labels reads it as the group's {field}; if it means "
+                    "something else, set alerts.labels without it"
+                ) from None
     return None
 
 
