@@ -45,6 +45,8 @@ __all__ = [
     "RulesConfig",
     "check_instances",
     "default_policy",
+    "is_account_id",
+    "is_region",
     "load_policy",
     "parse_policy",
     "policy_schema",
@@ -77,6 +79,16 @@ RulesConfig = _rules_config_model()
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+
+
+def is_account_id(value: object) -> bool:
+    """True for an AWS account id as AWS writes it: 12 digits (a string)."""
+    return isinstance(value, str) and value.isascii() and _ACCOUNT_ID.fullmatch(value) is not None
+
+
+def is_region(value: object) -> bool:
+    """True for a region code such as eu-west-1 (not a display name such as "EU (Ireland)")."""
+    return isinstance(value, str) and value.isascii() and _REGION.fullmatch(value) is not None
 
 
 def _account_id(value: Any) -> Any:

@@ -24,6 +24,11 @@ class MetricRef(BaseModel):
     namespace: str | None = None
     name: str | None = None
     dimensions: dict[str, str] = Field(default_factory=dict)
+    account: str | None = Field(
+        None,
+        description="The account the metric is in, when a cross-account alarm names it "
+        "(`AccountId` on the metric); else the alarm's own.",
+    )
 
 
 class Alarm(BaseModel):
@@ -42,7 +47,12 @@ class Alarm(BaseModel):
     kind: AlarmKind = "metric"
     shape: str = Field(description="How it arrived: 'SNS message', 'EventBridge event', ...")
     arn: str | None = None
-    region: str | None = None
+    account: str | None = Field(
+        None, description="The account the alarm is in (12 digits); None when it does not say."
+    )
+    region: str | None = Field(
+        None, description="The alarm's region code (us-east-1); None when it does not say."
+    )
     metrics: list[MetricRef] = Field(default_factory=list)
     expression: str | None = Field(None, description="The math or anomaly band expression.")
     rule: str | None = Field(None, description="A composite alarm's rule.")

@@ -5,7 +5,7 @@ names where a problem is. Used by `alerts.parse` for every alarm shape.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 from scaler.alerts.alarm import AlarmKind, AlarmState, MetricRef
 from scaler.alerts.safe import clean, shown
 from scaler.errors import InputError
+from scaler.policy import is_account_id, is_region
 
 __all__ = [
     "CAMEL_KEYS",
@@ -22,6 +23,7 @@ __all__ = [
     "SNS_KEYS",
     "VALUE_LIMIT",
     "Keys",
+    "account_id",
     "children",
     "kind_name",
     "kind_of",
@@ -30,6 +32,8 @@ __all__ = [
     "obj",
     "optional",
     "pairs",
+    "place",
+    "region_code",
     "state",
     "sub_metrics",
     "text",
@@ -42,6 +46,8 @@ _STATES: tuple[AlarmState, ...] = ("ALARM", "OK", "INSUFFICIENT_DATA")
 NAME_LIMIT, REASON_LIMIT, VALUE_LIMIT = 255, 1023, 255
 MAX_METRICS = 20  # a metric-math alarm has at most 10 metrics; anything beyond is noise
 _URL = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]{1,500}")
+# arn:PARTITION:cloudwatch:REGION:ACCOUNT:alarm:NAME: where the alarm is, as AWS writes it.
+_ALARM_ARN = re.compile(r"arn:aws[a-z-]*:cloudwatch:([^:]*):([^:]*):alarm:.+", re.DOTALL)
 _CHILD = re.compile(r"""\b(?:ALARM|OK|INSUFFICIENT_DATA)\s*\(\s*("[^"]+"|'[^']+'|[^)\s]+)\s*\)""")
 
 
@@ -56,10 +62,15 @@ class Keys:
     name: str
     dimensions: str
     pairs: bool  # dimensions as [{name, value}] (SNS) rather than {name: value}
+    account: str  # the account a cross-account alarm's metric is in (MetricDataQuery.AccountId)
 
 
-SNS_KEYS = Keys("Expression", "MetricStat", "Metric", "Namespace", "MetricName", "Dimensions", True)
-CAMEL_KEYS = Keys("expression", "metricStat", "metric", "namespace", "name", "dimensions", False)
+SNS_KEYS = Keys(
+    "Expression", "MetricStat", "Metric", "Namespace", "MetricName", "Dimensions", True, "AccountId"
+)
+CAMEL_KEYS = Keys(
+    "expression", "metricStat", "metric", "namespace", "name", "dimensions", False, "accountId"
+)
 
 
 def sub_metrics(subs: Any, where: str, keys: Keys) -> tuple[list[MetricRef], str | None]:
@@ -88,8 +99,58 @@ def sub_metrics(subs: Any, where: str, keys: Keys) -> tuple[list[MetricRef], str
                 clean(k, VALUE_LIMIT): clean(v, VALUE_LIMIT)
                 for k, v in list(obj(raw or {}, at_dims).items())[:MAX_METRICS]
             }
-        metrics.append(metric_ref(metric.get(keys.namespace), metric.get(keys.name), dims))
+        ref = metric_ref(metric.get(keys.namespace), metric.get(keys.name), dims)
+        account = account_id(sub.get(keys.account), f"{at}.{keys.account}")
+        metrics.append(ref.model_copy(update={"account": account}) if account else ref)
     return metrics, expression
+
+
+def account_id(value: Any, where: str) -> str | None:
+    """A 12-digit account id; None when absent; InputError for anything else."""
+    return _checked(value, where, is_account_id, "an account id (12 digits)")
+
+
+def region_code(value: Any, where: str) -> str | None:
+    """A region code (us-east-1); None when absent; InputError for anything else."""
+    return _checked(value, where, is_region, "a region code like us-east-1")
+
+
+def _checked(value: Any, where: str, ok: Callable[[object], bool], what: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not ok(value):
+        raise InputError(f"{where}: {shown(value)} is not {what}")
+    return str(value)
+
+
+def place(
+    arn: Any,
+    where: str,
+    *,
+    account: tuple[Any, str] = (None, ""),
+    region: tuple[Any, str] = (None, ""),
+) -> tuple[str | None, str | None]:
+    """The account and region an alarm is in: its ARN's (`arn:aws:cloudwatch:REGION:ACCOUNT:
+    alarm:NAME`), else the fields that repeat them, each given as (value, where it was read).
+    A field that contradicts the ARN is an InputError: one of them is wrong, and a guess
+    would diagnose a group in the wrong account."""
+    found = _ALARM_ARN.fullmatch(arn) if isinstance(arn, str) and len(arn) <= 2048 else None
+    in_arn = (
+        (account_id(found.group(2), where), region_code(found.group(1), where))
+        if found
+        else (None, None)
+    )
+    said = (account_id(*account), region_code(*region))
+    for what, from_arn, from_field, at in (
+        ("account", in_arn[0], said[0], account[1]),
+        ("region", in_arn[1], said[1], region[1]),
+    ):
+        if from_arn and from_field and from_arn != from_field:
+            raise InputError(
+                f"{at}: {what} {from_field} contradicts the alarm's ARN ({where}: {what} "
+                f"{from_arn}); send the notification as AWS sent it"
+            )
+    return in_arn[0] or said[0], in_arn[1] or said[1]
 
 
 def kind_of(rule: Any, expression: str | None, threshold_id: Any) -> AlarmKind:

@@ -7,6 +7,8 @@ Shapes read (field names as AWS and Prometheus document them):
 - the CloudWatch alarm Lambda-action event (`alarmData`);
 - each of them for metric alarms, metric-math alarms (dimensions on the sub-metrics),
   anomaly-detection alarms and composite alarms (the rule and its child alarms' names);
+- where each alarm is: its account and region from its ARN (and the fields that repeat them,
+  which must agree), and a cross-account alarm's per-metric `AccountId`;
 - the Alertmanager webhook, version 4.
 
 Wrong shapes get one line that says what they are ("an SQS event, not an alarm", an SNS
@@ -147,6 +149,12 @@ def _from_sns_alarm(data: Mapping[str, Any], where: str, original: Any) -> Alarm
         fields.name_from_arn(fields.obj(c, f"{where}: TriggeringChildren").get("Arn"))
         for c in (data.get("TriggeringChildren") or [])[: fields.MAX_METRICS]
     ]
+    # `Region` here is a display name ("US East (N. Virginia)"): the ARN names the region.
+    account, region = fields.place(
+        data.get("AlarmArn"),
+        f"{where}: AlarmArn",
+        account=(data.get("AWSAccountId"), f"{where}: AWSAccountId"),
+    )
     return Alarm(
         name=fields.text(data, "AlarmName", where, fields.NAME_LIMIT),
         state=fields.state(data.get("NewStateValue"), f"{where}: NewStateValue"),
@@ -156,7 +164,8 @@ def _from_sns_alarm(data: Mapping[str, Any], where: str, original: Any) -> Alarm
         kind=fields.kind_of(rule, expression, trigger.get("ThresholdMetricId")),
         shape="SNS message",
         arn=fields.optional(data.get("AlarmArn")),
-        region=fields.optional(data.get("Region")),
+        account=account,
+        region=region,
         metrics=metrics,
         expression=expression,
         rule=clean(rule, 1024) if isinstance(rule, str) else None,
@@ -177,11 +186,18 @@ def _from_eventbridge(data: Mapping[str, Any], where: str) -> Alarm:
     resources = data.get("resources")
     arn = resources[0] if isinstance(resources, list) and resources else None
     alarm = _from_alarm_data(detail, f"{where}: detail", fallback_time=data.get("time"))
+    account, region = fields.place(
+        arn,
+        f"{where}: resources[0]",
+        account=(data.get("account"), f"{where}: account"),
+        region=(data.get("region"), f"{where}: region"),
+    )
     return alarm.model_copy(
         update={
             "shape": "EventBridge event",
             "arn": fields.optional(arn),
-            "region": fields.optional(data.get("region")),
+            "account": account,
+            "region": region,
             "original": data,
         }
     )
@@ -190,11 +206,18 @@ def _from_eventbridge(data: Mapping[str, Any], where: str) -> Alarm:
 def _from_lambda_action(data: Mapping[str, Any], where: str) -> Alarm:
     detail = fields.obj(data.get("alarmData"), f"{where}: alarmData")
     alarm = _from_alarm_data(detail, f"{where}: alarmData", fallback_time=data.get("time"))
+    account, region = fields.place(
+        data.get("alarmArn"),
+        f"{where}: alarmArn",
+        account=(data.get("accountId"), f"{where}: accountId"),
+        region=(data.get("region"), f"{where}: region"),
+    )
     return alarm.model_copy(
         update={
             "shape": "Lambda alarm action",
             "arn": fields.optional(data.get("alarmArn")),
-            "region": fields.optional(data.get("region")),
+            "account": account,
+            "region": region,
             "original": data,
         }
     )

@@ -16,6 +16,7 @@ __all__ = [
     "PAGERDUTY_EVENTS_URL",
     "AlertSettings",
     "Destination",
+    "LabelField",
     "PagerDutyDestination",
     "SecretRef",
     "SlackDestination",
@@ -24,11 +25,15 @@ __all__ = [
 ]
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+#: What an Alertmanager label may name: one of the group's names, or where the group is.
+LabelField = Literal["name", "auto_scaling_group", "queue", "account", "region"]
 #: Alertmanager label -> the group field it names, when the policy names none.
-DEFAULT_LABELS: dict[str, Literal["name", "auto_scaling_group", "queue"]] = {
+DEFAULT_LABELS: dict[str, LabelField] = {
     "group": "name",
     "asg": "auto_scaling_group",
     "queue": "queue",
+    "account": "account",
+    "region": "region",
 }
 _PLAINTEXT = "__plaintext__"
 _SECRET_HELP = (
@@ -128,7 +133,8 @@ class AlertSettings(_Strict):
         description="Longest one destination may take, its retries (429, 5xx) included.",
     )
     destinations: list[Destination] = Field(default_factory=list)
-    labels: dict[str, Literal["name", "auto_scaling_group", "queue"]] = Field(
+    labels: dict[str, LabelField] = Field(
         default_factory=lambda: dict(DEFAULT_LABELS),
-        description="Alertmanager labels that name a group, and which of its fields each names.",
+        description="Alertmanager labels that name a group, and which of its fields each names "
+        "(account and region: where it is, when one name is in several places).",
     )
