@@ -152,3 +152,17 @@ def test_a_window_copied_with_other_series_derives_its_own() -> None:
     zeroed = window.model_copy(update={"series": {"ebs_read_bytes": np.zeros(3)}})
     assert zeroed.total(["ebs_read_bytes"]).tolist() == [0.0, 0.0, 0.0]  # type: ignore[union-attr]
     assert window.filled("ebs_read_bytes", 1).tolist() == [1.0, 2.0, 3.0]  # type: ignore[union-attr]
+
+
+@given(_SERIES, st.integers(1, 6))
+def test_rolling_median_is_each_trailing_span_median_ignoring_missing(
+    values: np.ndarray, width: int
+) -> None:
+    """Bit for bit numpy's nanmedian of each trailing span (the 3-minute default has its own
+    path: the middle of three, the mean of two)."""
+    got = rolling_median(values, width)
+    for i in range(len(values)):
+        span = values[max(i + 1 - width, 0) : i + 1]
+        present = span[~np.isnan(span)]
+        want = float(np.median(present)) if len(present) else math.nan
+        assert (math.isnan(got[i]) and math.isnan(want)) or got[i] == want, (i, span)

@@ -100,10 +100,28 @@ def rolling_median(values: Series, width: int) -> Series:
     """Trailing median over `width` minutes ignoring NaN: smooths noise but keeps edges sharp."""
     if len(values) == 0 or width <= 1:
         return values.copy()
-    padded = np.concatenate((np.full(width - 1, np.nan), values))
-    out = nanmedian_rows(trailing_view(padded, width))
+    if width == 3:
+        out = _median_of_three(values)
+    else:
+        padded = np.concatenate((np.full(width - 1, np.nan), values))
+        out = nanmedian_rows(trailing_view(padded, width))
     out.flags.writeable = False  # smoothed series are shared between rules (Window.derived)
     return out
+
+
+def _median_of_three(values: Series) -> Series:
+    """The trailing 3-minute median ignoring NaN, as `nanmedian_rows` computes it (the rules'
+    default smoothing): of three values the middle one; of two their mean; of one itself.
+
+    Element-wise minima and maxima of the three shifted series instead of sorting rows: the
+    same values, several times fewer operations on a live tick's short series.
+    """
+    a, b, c = lagged(values, 2), lagged(values, 1), values
+    present = (~np.isnan(a)).astype(np.int8) + ~np.isnan(b) + ~np.isnan(c)
+    middle = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+    # fmin/fmax skip NaN: the lowest and highest present values ((x + x) / 2 is x for one)
+    lo, hi = np.fmin(np.fmin(a, b), c), np.fmax(np.fmax(a, b), c)
+    return np.where(present == 3, middle, (lo + hi) / 2)
 
 
 def rolling_min(values: Series, width: int) -> Series:

@@ -79,7 +79,7 @@ def apply_rails(
     in the window, so missing data blocks scale-in; so does a window too short to hold the
     stabilization period, and so does a falling EBS burst balance.
     """
-    clamped = np.clip(raw, lo, hi)
+    clamped = _clamp(raw, lo, hi)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         within = np.abs(need / current - 1.0) <= s.tolerance + 1e-9
     candidate = np.where(within & (current >= lo) & (current <= hi), current, clamped)
@@ -92,5 +92,10 @@ def apply_rails(
     scale_in = candidate < current
     stabilized = np.where(scale_in, np.minimum(current, highest_recent), candidate)
     # Bounds win over everything, including holding a current size that is out of bounds.
-    bounded = np.clip(stabilized, lo, hi)
+    bounded = _clamp(stabilized, lo, hi)
     return np.where(np.isnan(raw) | np.isnan(current), np.nan, bounded)
+
+
+def _clamp(values: Series, lo: float, hi: float) -> Series:
+    """`np.clip(values, lo, hi)` (NaN stays NaN) without its Python-level argument handling."""
+    return np.minimum(np.maximum(values, lo), hi)
