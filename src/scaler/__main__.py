@@ -2,6 +2,6 @@
 
 import sys
 
-from scaler.cli import main
+from scaler.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -215,12 +215,21 @@ class Window(BaseModel):
             return self  # immutable: the whole window is itself, with what it has derived
         # Views of this window's read-only, validated series: nothing to check or copy again
         # (a live tick slices every group's window several times).
-        return Window.model_construct(
+        part = Window.model_construct(
             group=self.group,
             start=self.time_at(first),
             length=stop - first,
             series=MappingProxyType({k: v[first:stop] for k, v in self.series.items()}),
         )
+        # A per-minute sum is the same on any span: the part takes its share of the totals
+        # already made (a backtest measures demand on a slice at every minute with a type
+        # opinion). Series derived across minutes (smoothed, carried) are the part's own.
+        part._derived.update(
+            (key, None if total is None else total[first:stop])
+            for key, total in self._derived.items()
+            if isinstance(key, tuple) and key[0] == "total"
+        )
+        return part
 
     def head(self, minutes: int) -> Window:
         """The first `minutes` minutes of this window."""

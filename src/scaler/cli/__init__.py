@@ -10,10 +10,20 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from scaler.errors import InputError, ScalerError
+from scaler.heap import leave_the_heap_to_exit
 from scaler.logs import configure_logging
 from scaler.registry import Registry
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "Clock", "Command", "commands", "main"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "Clock",
+    "Command",
+    "commands",
+    "console_main",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # scaler could not do its job (an AWS failure, a group not evaluated)
@@ -103,6 +113,14 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> in
         # The reader went away (`scaler ... | head`): not an error, and nothing more to say.
         _silence_stdout()
         return EXIT_OK
+    return code
+
+
+def console_main() -> int:
+    """The `scaler` executable (and `python -m scaler`): `main` on the process's arguments, in
+    a process that ends when it returns."""
+    code = main()
+    leave_the_heap_to_exit()
     return code
 
 
