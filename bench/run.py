@@ -18,7 +18,7 @@ from bench.cold_start import cold_start_figures
 from bench.cost import cost_figures
 from bench.live_tick import live_tick_figures
 from bench.simulate import simulate_figures
-from bench.stub_tick import scale_figures
+from bench.stub_tick import scale_figures_apart
 from scaler.backtest import Overrides, evaluate_windows, run_backtest
 from scaler.logs import configure_logging
 from scaler.policy import default_policy
@@ -156,7 +156,7 @@ def _json_figures() -> dict[str, object]:
     """The figures of the advisor's own cost, scale and cold start, as one object."""
     cold_lines, cold = cold_start_figures()
     cost_lines, cost = cost_figures()
-    scale_lines, scale = scale_figures()
+    scale_lines, scale = scale_figures_apart()
     for line in (*scale_lines, *cold_lines, *cost_lines):
         print(line, file=sys.stderr, flush=True)  # progress; stdout is the JSON alone
     return {
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"scaler bench (python {sys.version.split()[0]})")
     for line in [*backtest_figures(), *live_tick_figures(), *simulate_figures()]:
         print(line, flush=True)
-    for group in (scale_figures, cold_start_figures, cost_figures):
+    for group in (scale_figures_apart, cold_start_figures, cost_figures):
         for line in group()[0]:
             print(line, flush=True)
     return 0

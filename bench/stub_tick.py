@@ -14,7 +14,11 @@ the first finds every launch template unknown, the second finds them cached.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -41,6 +45,8 @@ __all__ = [
     "StubAws",
     "TickFigures",
     "incident_tail",
+    "scale_figures",
+    "scale_figures_apart",
     "tick_figures",
 ]
 
@@ -289,3 +295,22 @@ def scale_figures(counts: tuple[int, ...] = GROUP_COUNTS) -> tuple[list[str], li
             + ", ".join(f"{op} {n}" for op, n in sorted(f.calm_calls.items()))
         )
     return lines, measured
+
+
+def scale_figures_apart() -> tuple[list[str], list[TickFigures]]:
+    """`scale_figures` in a process of its own, as a tick runs (cron starts one; a Lambda's
+    runs only ticks), not in a bench process whose heap a 30-day backtest, a local AWS server
+    and a week of simulation have grown."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.stub_tick"], check=True, capture_output=True, text=True
+    )
+    out = json.loads(done.stdout)
+    return out["lines"], [TickFigures(**f) for f in out["figures"]]
+
+
+if __name__ == "__main__":
+    from scaler.logs import configure_logging
+
+    configure_logging("warning")
+    lines, figures = scale_figures()
+    print(json.dumps({"lines": lines, "figures": [dataclasses.asdict(f) for f in figures]}))
