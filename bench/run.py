@@ -73,35 +73,51 @@ frame.pivot(index="timestamp", columns="signal", values="value")
 _ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def _process(argv: list[str]) -> tuple[float, float]:
-    """One process: wall seconds and its own peak memory (MiB; `wait4` reports this child's
-    alone, where `RUSAGE_CHILDREN` would carry the largest child so far)."""
+# The `scaler` executable's own function, with its peak memory said as the process ends:
+# VmHWM is this process's own high-water mark (rusage's maxrss would carry the forking
+# parent's across exec).
+_COMMAND = """
+import atexit, sys
+from scaler.cli import console_main
+
+def peak():
+    hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+    print(int(hwm.split()[1]) // 1024, file=sys.stderr)
+
+atexit.register(peak)
+sys.argv = ["scaler", "backtest", sys.argv[1], "--format", "json"]
+sys.exit(console_main())
+"""
+
+
+def _process(code: str, path: Path) -> tuple[float, str]:
+    """One process running `code` on `path`: wall seconds and what it printed on stderr."""
     t0 = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=_ENV)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - t0
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {child.returncode}")
-    return wall, usage.ru_maxrss / 1024
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_ENV,
+    )
+    return time.perf_counter() - t0, done.stderr
 
 
 def _command_vs_pandas(path: Path, pairs: int = 7) -> tuple[float, float, float, float]:
-    """`scaler backtest` (the executable, as a user runs it) against a pandas read-and-pivot,
-    each a whole process (imports included), run in turn so a drift in the machine's speed hits
-    both: the median wall seconds of each, the median of the pairwise ratios, and the
-    command's peak MiB."""
-    ours_argv = [sys.executable, "-m", "scaler", "backtest", str(path), "--format", "json"]
-    theirs_argv = [sys.executable, "-c", _PANDAS_COMMAND, str(path)]
-    _process(ours_argv), _process(theirs_argv)  # warm-up: caches, bytecode
+    """`scaler backtest` (the executable's function, as a user runs it) against a pandas
+    read-and-pivot, each a whole process (imports included), run in turn so a drift in the
+    machine's speed hits both: the median wall seconds of each, the median of the pairwise
+    ratios, and the command's peak MiB."""
+    _process(_COMMAND, path), _process(_PANDAS_COMMAND, path)  # warm-up: caches, bytecode
     ours, theirs, ratios, peak = [], [], [], 0.0
     for _ in range(pairs):
-        wall, mib = _process(ours_argv)
-        pandas_wall, _ = _process(theirs_argv)
+        wall, stderr = _process(_COMMAND, path)
+        pandas_wall, _ = _process(_PANDAS_COMMAND, path)
         ours.append(wall)
         theirs.append(pandas_wall)
         ratios.append(wall / pandas_wall)
-        peak = max(peak, mib)
+        peak = max(peak, float(stderr.split()[-1]))
     return statistics.median(ours), statistics.median(theirs), statistics.median(ratios), peak
 
 
