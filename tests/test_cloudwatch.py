@@ -200,6 +200,35 @@ def test_calls_are_the_minimum_for_any_number_of_groups(clients: Clients, groups
     assert sorted(result.windows) == sorted(t.group for t in targets)
 
 
+def test_groups_come_as_the_call_with_their_last_query_returns(clients: Clients) -> None:
+    """A stream yields each group, in order, once its last query's call is made: a tick holds
+    one call's groups of datapoints, not all; and what it yields is what fetch returns."""
+    window = synthetic_window()
+    seed_local_aws(clients, window, asg_name="workers", queue_name="jobs", now=NOW)
+    per_group = len(resolve_metrics())
+    per_call = per_group + per_group // 2  # calls end mid-group
+    source = CloudWatchSource(clients.cloudwatch, max_queries_per_call=per_call)
+    targets = [MetricTarget.build(f"group-{i}") for i in range(5)]
+    targets[2] = MetricTarget.build("group-2", asg_name="workers", queue="jobs")  # has data
+    span = {"start": NOW - timedelta(minutes=window.length), "end": NOW}
+    stream = source.stream(targets, **span)
+    seen = [(group, stream.calls, got) for group, got in stream]
+    assert [group for group, _, _ in seen] == [t.group for t in targets]
+    assert [calls for _, calls, _ in seen] == [
+        math.ceil(per_group * (i + 1) / per_call) for i in range(5)
+    ]
+    assert stream.calls == math.ceil(5 * per_group / per_call) and stream.queries == 5 * per_group
+    fetched = source.fetch(targets, **span)
+    for group, _, got in seen:
+        assert isinstance(got, Window)
+        want = fetched.windows[group]
+        assert got.series.keys() == want.series.keys()
+        assert all(
+            np.array_equal(got.series[k], want.series[k], equal_nan=True) for k in got.series
+        )
+    assert_same_window(seen[2][2], window)  # type: ignore[arg-type]
+
+
 def test_next_token_pages_are_followed_and_merged() -> None:
     """Pages of one call merge per query, newest-first values land on their minutes.
 

@@ -17,10 +17,10 @@ from scaler.instances.catalog import Catalog
 from scaler.live.advice import GroupAdvice, TickAdvice, advise_group
 from scaler.live.gate import ReadMemory, TickGate
 from scaler.models import GroupError, GroupState, Place
-from scaler.policy import Policy
-from scaler.signals import floor_minute
+from scaler.policy import GroupPolicy, Policy
+from scaler.signals import Window, floor_minute
 from scaler.sources.autoscaling import read_group_states
-from scaler.sources.cloudwatch import CloudWatchSource, FetchResult, MetricTarget
+from scaler.sources.cloudwatch import CloudWatchSource, MetricTarget
 
 __all__ = ["PlaceClients", "advise", "place_clients"]
 
@@ -104,6 +104,32 @@ def _advise_places(
     )
 
 
+def _advise_one(
+    group: GroupPolicy,
+    state: GroupState,
+    window: Window,
+    gate: TickGate,
+    *,
+    now: datetime,
+    policy: Policy,
+    catalog: Catalog,
+) -> GroupAdvice | GroupError:
+    """One read group's advice, remembered by the gate; its error if its data is bad."""
+    try:
+        advice = advise_group(
+            group,
+            state,
+            window,
+            catalog=catalog,
+            now=now,
+            max_data_age_minutes=policy.live.max_data_age_minutes,
+        )
+    except ScalerError as exc:  # one group's bad data never stops the others
+        return GroupError(group=group.name, error=str(exc))
+    gate.read(group, advice, now=now)
+    return advice
+
+
 class PlaceClients(NamedTuple):
     """The clients of one account and region: Auto Scaling, EC2, SQS and every action through
     `clients`; metrics through `metrics`, naming `metrics_account` on each query when they are
@@ -166,38 +192,36 @@ def _advise_place(
         for g, _ in readable.values()
         if gate.reasons[g.name] is not None
     ]
-    fetched = (
-        CloudWatchSource(where.metrics.cloudwatch, retry=retry).fetch(
+    # Each group is advised as its answers complete: the tick holds about one GetMetricData
+    # call's groups of datapoints at a time, not every group's.
+    stream = (
+        CloudWatchSource(where.metrics.cloudwatch, retry=retry).stream(
             targets, start=stop - timedelta(minutes=window_minutes), end=stop
         )
         if targets
-        else FetchResult(windows={}, errors=[], calls=0, queries=0)
+        else None
     )
-    fetch_errors = {e.group: e for e in fetched.errors}
+    judged: dict[str, GroupAdvice | GroupError] = {}
+    for name, got in stream or ():
+        read, read_state = readable[name]
+        judged[name] = (
+            got
+            if isinstance(got, GroupError)
+            else _advise_one(read, read_state, got, gate, now=stop, policy=policy, catalog=catalog)
+        )
     out: list[GroupAdvice] = []
     for group in policy.groups:
         state = states[group.asg_name]
         if isinstance(state, GroupError):
             errors.append(state.model_copy(update={"group": group.name}))
-        elif group.name in fetch_errors:
-            errors.append(fetch_errors[group.name])
         elif gate.reasons[group.name] is None:
             out.append(gate.carried(group, state, now=stop))
         else:
-            try:
-                advice = advise_group(
-                    group,
-                    state,
-                    fetched.windows[group.name],
-                    catalog=catalog,
-                    now=stop,
-                    max_data_age_minutes=policy.live.max_data_age_minutes,
-                )
-            except ScalerError as exc:  # one group's bad data never stops the others
-                errors.append(GroupError(group=group.name, error=str(exc)))
-                continue
-            out.append(advice)
-            gate.read(group, advice, now=stop)
+            result = judged[group.name]
+            if isinstance(result, GroupError):
+                errors.append(result)
+            else:
+                out.append(result)
     gate.close(at=stop)
     for error in errors:
         log.warning("group_not_evaluated", group=error.group, error=error.error)
@@ -206,8 +230,8 @@ def _advise_place(
         at=stop,
         groups=out,
         errors=errors,
-        metric_calls=fetched.calls,
-        metric_queries=fetched.queries,
+        metric_calls=0 if stream is None else stream.calls,
+        metric_queries=0 if stream is None else stream.queries,
         full_reads=len(targets),
         queue_reads=len(gate.depths),
     )

@@ -42,6 +42,7 @@ __all__ = [
     "MAX_QUERIES_PER_CALL",
     "CloudWatchSource",
     "FetchResult",
+    "FetchStream",
     "MetricTarget",
     "queue_name_of",
 ]
@@ -156,6 +157,24 @@ class CloudWatchSource:
         self, targets: Sequence[MetricTarget], *, start: datetime, end: datetime
     ) -> FetchResult:
         """Windows of the complete minutes from `start` up to (not including) `end`'s minute."""
+        stream = self.stream(targets, start=start, end=end)
+        windows: dict[str, Window] = {}
+        errors: list[GroupError] = []
+        for group, got in stream:
+            if isinstance(got, GroupError):
+                errors.append(got)
+            else:
+                windows[group] = got
+        return FetchResult(
+            windows=windows, errors=errors, calls=stream.calls, queries=stream.queries
+        )
+
+    def stream(
+        self, targets: Sequence[MetricTarget], *, start: datetime, end: datetime
+    ) -> FetchStream:
+        """`fetch`, group by group as their answers complete (in `targets`' order): a caller
+        that works on each group as it comes holds about one call's groups, not every group's
+        datapoints (at 5,000 groups, millions of them)."""
         first, stop = floor_minute(start), floor_minute(end)
         length = int((stop - first).total_seconds()) // MINUTE
         if length <= 0:
@@ -164,39 +183,7 @@ class CloudWatchSource:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise InputError(f"each group is fetched once; repeated: {', '.join(dupes)}")
-
-        queries = list(_queries(targets))
-        run = _Run(targets=targets, query_start=first, stop=stop)
-        if queries:
-            # Every period then starts on a boundary of its own length (5-minute data on :00,
-            # :05, ...); the extra minutes before `first` are dropped when placed.
-            align = math.lcm(*(q.spec.period_s for q in queries))
-            run.query_start = datetime.fromtimestamp(int(first.timestamp()) // align * align, UTC)
-            for chunk in _chunks(queries, self._per_call):
-                self._fetch_chunk(chunk, run)
-
-        # Each group's queries, found once: scanning all of them per group is quadratic.
-        by_target: dict[int, list[_Query]] = {}
-        for query in queries:
-            by_target.setdefault(query.target, []).append(query)
-        windows = {
-            t.group: _window(t, by_target.get(ti, []), run, first=first, length=length)
-            for ti, t in enumerate(targets)
-            if ti not in run.errors
-        }
-        log.info(
-            "cloudwatch_fetch",
-            groups=len(targets),
-            queries=len(queries),
-            calls=run.calls,
-            failed=len(run.errors),
-        )
-        return FetchResult(
-            windows=windows,
-            errors=[run.errors[i] for i in sorted(run.errors)],
-            calls=run.calls,
-            queries=len(queries),
-        )
+        return FetchStream(self, targets, first=first, stop=stop, length=length)
 
     def _fetch_chunk(self, chunk: list[_Query], run: _Run) -> None:
         members = sorted({q.target for q in chunk if q.target not in run.errors})
@@ -288,6 +275,81 @@ def _queries(targets: Sequence[MetricTarget]) -> Iterator[_Query]:
                 # CloudWatch cross-account observability: the source account of this metric.
                 request["AccountId"] = target.account_id
             yield _Query(id=qid, target=ti, signal=signal, spec=spec, request=request)
+
+
+class FetchStream:
+    """One fetch in progress: iterate for (group, Window or GroupError), in the targets' order;
+    `calls` and `queries` count what it asked (complete once iterated)."""
+
+    def __init__(
+        self,
+        source: CloudWatchSource,
+        targets: Sequence[MetricTarget],
+        *,
+        first: datetime,
+        stop: datetime,
+        length: int,
+    ) -> None:
+        self._source, self._targets = source, targets
+        self._first, self._length = first, length
+        self._queries = list(_queries(targets))
+        self._run = _Run(targets=targets, query_start=first, stop=stop)
+        self.queries = len(self._queries)
+
+    @property
+    def calls(self) -> int:
+        """GetMetricData requests made so far, retries included."""
+        return self._run.calls
+
+    def __iter__(self) -> Iterator[tuple[str, Window | GroupError]]:
+        run, queries = self._run, self._queries
+        # Each group's queries, found once: scanning all of them per group is quadratic.
+        by_target: dict[int, list[_Query]] = {}
+        for query in queries:
+            by_target.setdefault(query.target, []).append(query)
+        done = 0  # targets before this index have been yielded
+        if queries:
+            # Every period then starts on a boundary of its own length (5-minute data on :00,
+            # :05, ...); the extra minutes before `first` are dropped when placed.
+            align = math.lcm(*(q.spec.period_s for q in queries))
+            run.query_start = datetime.fromtimestamp(
+                int(self._first.timestamp()) // align * align, UTC
+            )
+            sent = 0
+            for chunk in _chunks(queries, self._source._per_call):
+                self._source._fetch_chunk(chunk, run)
+                sent += len(chunk)
+                # Queries run in target order: every target whose last query has been sent
+                # is complete.
+                complete = queries[sent].target if sent < len(queries) else len(self._targets)
+                yield from self._complete(range(done, complete), by_target)
+                done = complete
+        yield from self._complete(range(done, len(self._targets)), by_target)
+        log.info(
+            "cloudwatch_fetch",
+            groups=len(self._targets),
+            queries=self.queries,
+            calls=run.calls,
+            failed=len(run.errors),
+        )
+
+    def _complete(
+        self, indexes: range, by_target: dict[int, list[_Query]]
+    ) -> Iterator[tuple[str, Window | GroupError]]:
+        run = self._run
+        for ti in indexes:
+            target = self._targets[ti]
+            if ti in run.errors:
+                yield target.group, run.errors[ti]
+            else:
+                yield (
+                    target.group,
+                    _window(
+                        target, by_target.get(ti, []), run, first=self._first, length=self._length
+                    ),
+                )
+            for query in by_target.get(ti, []):  # what was placed is no longer needed
+                run.points.pop(query.id, None)
 
 
 def _chunks(queries: list[_Query], size: int) -> Iterable[list[_Query]]:
