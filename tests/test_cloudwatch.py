@@ -23,10 +23,9 @@ from scaler.sources.cloudwatch import (
     MAX_QUERIES_PER_CALL,
     CloudWatchSource,
     MetricTarget,
-    _evenly_spaced,
-    _place,
     queue_name_of,
 )
+from scaler.sources.grid import evenly_spaced, place
 from scaler.sources.metric_map import DEFAULT_METRICS, MetricOverride, MetricSpec, resolve_metrics
 
 NOW = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)  # on a 5-minute boundary: every period complete
@@ -473,7 +472,7 @@ def _at(*minutes: int, tz: Any = UTC) -> list[datetime]:
 def test_evenly_spaced_answers_are_recognised(
     stamps: list[datetime], period_s: int, expected: tuple[float, bool] | None
 ) -> None:
-    assert _evenly_spaced(stamps, period_s) == expected
+    assert evenly_spaced(stamps, period_s) == expected
 
 
 @given(
@@ -503,10 +502,10 @@ def test_evenly_spaced_datapoints_land_where_the_general_placement_puts_them(
     if newest_first:
         stamps, raw = stamps[::-1], raw[::-1]
     grid = {"first": _T0, "length": length, "stop": _T0 + timedelta(minutes=stop_minute)}
-    fast = _place((stamps, raw), spec, **grid)  # type: ignore[arg-type]
+    fast = place((stamps, raw), spec, **grid)  # type: ignore[arg-type]
     # Two datapoints swapped: no longer one way, so placed by the general path.
     i = swap.draw(st.integers(0, count - 2))
     stamps[i], stamps[i + 1], raw[i], raw[i + 1] = stamps[i + 1], stamps[i], raw[i + 1], raw[i]
-    assert _evenly_spaced(stamps, spec.period_s) is None
-    general = _place((stamps, raw), spec, **grid)  # type: ignore[arg-type]
+    assert evenly_spaced(stamps, spec.period_s) is None
+    general = place((stamps, raw), spec, **grid)  # type: ignore[arg-type]
     assert np.array_equal(fast, general, equal_nan=True)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import as_strided
 
-if TYPE_CHECKING:  # signals uses these helpers; the type alias is all numeric needs back
-    from scaler.signals import Series
-
 __all__ = [
     "Mask",
+    "Series",
     "ffill",
     "lagged",
     "nanmedian_rows",
@@ -27,6 +25,9 @@ __all__ = [
     "trailing_view",
 ]
 
+#: One value a minute, NaN where missing (re-exported by `scaler.signals`, where most code
+#: takes it from; defined here, below it, so the arithmetic needs nothing of the vocabulary).
+Series = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
 _Item = TypeVar("_Item", bound=np.generic)
 

@@ -10,10 +10,9 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from scaler.numeric import ffill
+from scaler.numeric import Series, ffill
 
 __all__ = [
     "EBS_BYTES",
@@ -26,7 +25,6 @@ __all__ = [
 ]
 
 MINUTE = 60
-Series = npt.NDArray[np.float64]
 _T = TypeVar("_T")
 
 

@@ -17,7 +17,6 @@ What a window holds, per signal:
 from __future__ import annotations
 
 import math
-import operator
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from scaler.aws import DEFAULT_RETRY, RetryPolicy, call_aws, error_code, name_gr
 from scaler.errors import AwsCallError, InputError, RetryableAwsError
 from scaler.models import GroupError
 from scaler.signals import MINUTE, Series, Signal, Window, floor_minute
+from scaler.sources.grid import per_instance, place
 from scaler.sources.metric_map import MetricOverride, MetricSpec, resolve_metrics
 
 if TYPE_CHECKING:
@@ -366,7 +366,7 @@ def _window(
 ) -> Window:
     """One group's window from its own queries' answers."""
     series: dict[str, Series] = {}
-    per_instance: list[str] = []
+    divided: list[str] = []  # per-instance signals, divided once the instance count is placed
     for query in queries:
         points = run.points.get(query.id, ([], []))
         status = run.status.get(query.id)
@@ -384,99 +384,11 @@ def _window(
             log.warning("cloudwatch_partial_data", group=target.group, signal=query.signal)
         if not points[0]:
             continue  # absent: CloudWatch holds nothing for this metric in the window
-        series[query.signal] = _place(points, query.spec, first=first, length=length, stop=run.stop)
+        series[query.signal] = place(points, query.spec, first=first, length=length, stop=run.stop)
         if query.spec.per_instance:
-            per_instance.append(query.signal)
-    for signal in per_instance:
-        series[signal] = _per_instance(series[signal], series.get(Signal.INSTANCES.value))
+            divided.append(query.signal)
+    for signal in divided:
+        series[signal] = per_instance(series[signal], series.get(Signal.INSTANCES.value))
         if Signal.INSTANCES.value not in series:
             log.warning("per_instance_without_instances", group=target.group, signal=signal)
     return Window(group=target.group, start=first, length=length, series=series)
-
-
-def _place(
-    points: tuple[list[datetime], list[float]],
-    spec: MetricSpec,
-    *,
-    first: datetime,
-    length: int,
-    stop: datetime,
-) -> Series:
-    """Datapoints on the minute grid; periods that end after `stop` are not complete: dropped."""
-    values = np.full(length, np.nan)
-    stamps, raw = points[0], np.asarray(points[1], dtype=np.float64)
-    spaced = _evenly_spaced(stamps, spec.period_s)
-    if spaced is not None:
-        oldest, ascending = spaced
-        _place_evenly(
-            values,
-            raw if ascending else raw[::-1],
-            oldest - first.timestamp(),
-            spec,
-            complete_until=stop.timestamp() - oldest,
-        )
-        return values
-    times = np.array([s.timestamp() for s in stamps], dtype=np.float64)
-    # Ascending time, stable: where two datapoints share a minute, the later one is kept.
-    order = np.argsort(times, kind="stable")
-    times, raw = times[order], raw[order]
-    index = (times - first.timestamp()) // MINUTE
-    keep = (times + spec.period_s <= stop.timestamp()) & (index >= 0) & (index < length)
-    slots, kept = index[keep].astype(np.intp), raw[keep]
-    last = np.append(slots[1:] != slots[:-1], True) if slots.size else slots.astype(bool)
-    values[slots[last]] = kept[last] * spec.scale
-    return values
-
-
-def _evenly_spaced(stamps: list[datetime], period_s: int) -> tuple[float, bool] | None:
-    """(the oldest datapoint's Unix seconds, whether they ascend) when the datapoints are one a
-    period with none missing, else None.
-
-    CloudWatch answers one datapoint a period, newest first: when the times run strictly one
-    way and the first and last lie exactly (count - 1) periods apart, every period between is
-    filled and the times are arithmetic. Checking that compares neighbours (no time zone is
-    consulted for two times in one zone); converting each time would ask botocore's zone
-    (dateutil's tzlocal) for its offset once a datapoint, most of a window's cost to place.
-    """
-    count = len(stamps)
-    if count < 3:
-        return None
-    first, last = stamps[0].timestamp(), stamps[-1].timestamp()
-    ascending = last > first
-    if abs(last - first) != (count - 1) * period_s:
-        return None
-    if not all(map(operator.lt if ascending else operator.gt, stamps, stamps[1:])):
-        return None
-    return min(first, last), ascending
-
-
-def _place_evenly(
-    values: Series, raw: Series, offset_s: float, spec: MetricSpec, *, complete_until: float
-) -> None:
-    """Datapoint k (oldest first, `offset_s` + k periods from the grid's start) into its minute.
-
-    Every period is a whole number of minutes, so the minutes are a slice with that step:
-    the kept datapoints are those inside the grid whose period ends by `complete_until`
-    (seconds after the oldest datapoint). The same minutes and values as `_place`'s general
-    path, with three numpy calls instead of a dozen.
-    """
-    step = spec.period_s // MINUTE
-    first_slot = offset_s // MINUTE  # the oldest datapoint's minute (may be before the grid)
-    lo = max(0, math.ceil(-first_slot / step))
-    hi = min(
-        len(raw),
-        math.ceil((len(values) - first_slot) / step),
-        math.floor(complete_until / spec.period_s),  # datapoint k ends at (k + 1) periods
-    )
-    if lo < hi:
-        start = int(first_slot) + lo * step
-        values[start : start + (hi - lo - 1) * step + 1 : step] = raw[lo:hi] * spec.scale
-
-
-def _per_instance(values: Series, instances: Series | None) -> Series:
-    """Fleet values divided by in-service instances; NaN where the count is unknown or zero."""
-    if instances is None:
-        return np.full(values.shape, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = values / np.where(instances > 0, instances, np.nan)
-    return np.asarray(out, dtype=np.float64)
