@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -183,7 +183,14 @@ class CloudWatchSource:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise InputError(f"each group is fetched once; repeated: {', '.join(dupes)}")
-        return FetchStream(self, targets, first=first, stop=stop, length=length)
+        return FetchStream(
+            targets,
+            fetch_chunk=self._fetch_chunk,
+            per_call=self._per_call,
+            first=first,
+            stop=stop,
+            length=length,
+        )
 
     def _fetch_chunk(self, chunk: list[_Query], run: _Run) -> None:
         members = sorted({q.target for q in chunk if q.target not in run.errors})
@@ -278,19 +285,21 @@ def _queries(targets: Sequence[MetricTarget]) -> Iterator[_Query]:
 
 
 class FetchStream:
-    """One fetch in progress: iterate for (group, Window or GroupError), in the targets' order;
-    `calls` and `queries` count what it asked (complete once iterated)."""
+    """One fetch in progress, made by `CloudWatchSource.stream`: iterate it once for (group,
+    Window or GroupError), in the targets' order; `calls` and `queries` count what it asked
+    (complete once iterated)."""
 
     def __init__(
         self,
-        source: CloudWatchSource,
         targets: Sequence[MetricTarget],
         *,
+        fetch_chunk: Callable[[list[_Query], _Run], None],
+        per_call: int,
         first: datetime,
         stop: datetime,
         length: int,
     ) -> None:
-        self._source, self._targets = source, targets
+        self._targets, self._fetch_chunk, self._per_call = targets, fetch_chunk, per_call
         self._first, self._length = first, length
         self._queries = list(_queries(targets))
         self._run = _Run(targets=targets, query_start=first, stop=stop)
@@ -316,8 +325,8 @@ class FetchStream:
                 int(self._first.timestamp()) // align * align, UTC
             )
             sent = 0
-            for chunk in _chunks(queries, self._source._per_call):
-                self._source._fetch_chunk(chunk, run)
+            for chunk in _chunks(queries, self._per_call):
+                self._fetch_chunk(chunk, run)
                 sent += len(chunk)
                 # Queries run in target order: every target whose last query has been sent
                 # is complete.
