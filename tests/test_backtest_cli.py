@@ -118,3 +118,26 @@ def test_a_window_shorter_than_a_trend_bucket_is_judged_not_crashed(
     path.write_text("timestamp,signal,value\n" + rows)
     assert main(["backtest", str(path), "--format", "json"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)["findings"] == []
+
+
+def test_advice_held_at_max_size_keeps_saying_what_the_load_needs(
+    incident: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Capped at max_size, the timeline goes on telling the growing need, and every line says
+    the cap holds it (it used to end on '29 ×' while the plan climbed to 76)."""
+    argv = ["backtest", str(incident), "--instance-type", "m5.xlarge", "--format", "json"]
+    assert main([*argv, "--max-size", "30"]) == EXIT_OK
+    recs = [r for r in json.loads(capsys.readouterr().out)["recommendations"] if r["evidence"]]
+    held = [r for r in recs if r["evidence"].get("held_by") == "max_size"]
+    assert len(held) >= 5 and all(r["desired_capacity"] == 30 for r in held)
+    needs = [r["evidence"]["raw_desired"] for r in held]
+    assert needs == sorted(needs) and needs[-1] > 60  # the story goes on while held
+    last = recs[-1]
+    assert last["evidence"]["held_by"] == "max_size"
+    assert f"held at max_size; the load needs {needs[-1]}" in last["summary"]
+    # Without the cap the same minutes advise the need itself, and no line says max_size.
+    assert main([*argv, "--max-size", "200"]) == EXIT_OK
+    uncapped = json.loads(capsys.readouterr().out)["recommendations"]
+    assert not any("max_size" in r["summary"] for r in uncapped)
+    # (its lines fall on other minutes: within the 10% tolerance of the last need told)
+    assert max(r["desired_capacity"] or 0 for r in uncapped) >= 0.9 * needs[-1]

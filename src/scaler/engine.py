@@ -228,11 +228,17 @@ class Evaluation:
         "hold" counts once it has held for the stabilization window (no flapping at the band's
         edge); and advice moving on in the same direction is repeated at most every
         `timeline_pace_minutes` (a ramp is one story, not one line a minute). A new instance-type
-        opinion is always new advice. Alternatives are ranked where the bounding resource or
+        opinion is always new advice, and so is the plan going past max_size (or back under
+        it): advice held at the cap reads as one more step otherwise. Alternatives are ranked where the bounding resource or
         the type opinion changes, not repeated on every step of a ramp.
         """
         plan, n = self.plan, self.window.length
         desired, current = plan.desired.tolist(), plan.current.tolist()
+        # The plan wanting more than max_size is news of its own: held there, the advice stops
+        # moving while the load goes on growing, and the timeline must say so.
+        raw = plan.raw.tolist()
+        with np.errstate(invalid="ignore"):
+            capped = (plan.raw > plan.max_size).tolist()
         settle = plan.settings.scale_in_stabilization_minutes
         pace = plan.settings.timeline_pace_minutes
         type_at: list[str | None] = [None] * n
@@ -240,24 +246,27 @@ class Evaluation:
             if o.opinion and o.opinion.instance_type:
                 type_at[o.first : o.last + 1] = [o.opinion.instance_type] * (o.last - o.first + 1)
         picked: list[int] = []
-        last: tuple[int | None, str | None] = (None, None)
+        last: tuple[int | None, str | None, bool] = (None, None, False)
         last_at, holding = -pace, 0
         for i in range(n):
             if math.isnan(desired[i]):
                 # No capacity opinion here; a new instance-type opinion is still news.
                 if type_at[i] != last[1]:
-                    last, last_at = (None, type_at[i]), i
+                    last, last_at = (None, type_at[i], False), i
                     picked.append(i)
                 continue
             change = None if desired[i] == current[i] else int(desired[i])
             holding = holding + 1 if change is None else 0
-            key = (change, type_at[i])
+            # Held at max_size, the advice stays put: what the load needs is the story, told
+            # with the same tolerance and pace as a ramp.
+            told = int(raw[i]) if capped[i] else change
+            key = (told, type_at[i], capped[i])
             if key == last or self._within_tolerance(last, key):
                 continue
-            if key[1] == last[1]:
-                if change is None and holding < settle:
+            if key[1:] == last[1:]:
+                if told is None and holding < settle:
                     continue
-                if change is not None and last[0] is not None and i - last_at < pace:
+                if told is not None and last[0] is not None and i - last_at < pace:
                     continue
             last, last_at = key, i
             picked.append(i)
@@ -271,9 +280,9 @@ class Evaluation:
         return sorted(out, key=lambda r: r.at)
 
     def _within_tolerance(
-        self, last: tuple[int | None, str | None], key: tuple[int | None, str | None]
+        self, last: tuple[int | None, str | None, bool], key: tuple[int | None, str | None, bool]
     ) -> bool:
-        if last[0] is None or key[0] is None or last[1] != key[1]:
+        if last[0] is None or key[0] is None or last[1:] != key[1:]:
             return False
         return abs(key[0] - last[0]) <= self.plan.settings.tolerance * last[0]
 

@@ -135,15 +135,23 @@ def advice_line(rec: Recommendation, current_type: str | None) -> str:
     """The one-line form of a recommendation, the same in every output (text, JSON, pager).
 
     "20 × m5.xlarge now (from 8); or 5 × m5d.xlarge (needs the hot I/O moved to local NVMe)":
-    the count on the current type first, then the proposed type with its own count.
+    the count on the current type first (and what it needs when max_size holds it), then the
+    proposed type with its own count.
     """
     parts = []
     if rec.desired_capacity is not None:
         on = f"× {current_type}" if current_type else "instances"
         head = f"{rec.desired_capacity} {on} now"
+        notes = []
         if rec.current_capacity is not None:
             same = rec.current_capacity == rec.desired_capacity
-            head += " (no change)" if same else f" (from {rec.current_capacity})"
+            notes.append("no change" if same else f"from {rec.current_capacity}")
+        needs = rec.evidence.get("raw_desired")
+        if rec.evidence.get("held_by") == "max_size" and isinstance(needs, int):
+            # A capped count beside an uncapped one would hide that the group is too small.
+            notes.append(f"held at max_size; the load needs {needs}")
+        if notes:
+            head += f" ({'; '.join(notes)})"
         parts.append(head)
     if rec.instance_type:
         alt = (
