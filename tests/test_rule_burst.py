@@ -123,6 +123,10 @@ WARNS = [
               f"{round(FULL_AT_325 - 40)} minutes; then each instance sustains 143.75 MB/s"
           ),
           summary=("new instance starts with a full EBS burst bucket",)),
+    Warns("a warning that has ended speaks in the past tense, dated: its forecast is not now",
+          _window(np.concatenate((np.full(40, 325.0), np.full(30, 50.0)))),
+          ongoing=False,
+          summary=("EBS burst was, at 08:", "UTC, forecast to run out in about",)),
     Warns("EBSByteBalance% at 20% means about 15 minutes left at 325 MB/s: critical",
           _window(np.full(10, 325.0), ebs_byte_balance=_balance_at_20_percent()),
           evidence={

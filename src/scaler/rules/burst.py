@@ -223,11 +223,17 @@ class EbsBurstExhaustion(Rule):
                 max_mb_s=_r(facts.ebs_max_mb_s),
                 sustained_after_mb_s=_r(after),
             )
-        when = (
-            f"runs out in about {round(minutes)} minutes; then each instance sustains"
-            if round(minutes) > 0
-            else f"ran out at {format_time(empties_at)}; each instance now sustains"
-        )
+        if not ongoing:
+            # A past warning speaks for the minute it was raised: in the past tense, dated, so
+            # a reader never takes its forecast for minutes still left.
+            when = (
+                f"was, at {format_time(window.time_at(at))[11:16]} UTC, forecast to run out in "
+                f"about {round(minutes)} minutes; then each instance sustains"
+            )
+        elif round(minutes) > 0:
+            when = f"runs out in about {round(minutes)} minutes; then each instance sustains"
+        else:
+            when = f"ran out at {format_time(empties_at)}; each instance now sustains"
         summary = (
             f"at {_r(usage):g} {track.unit} per instance this fleet's EBS burst {when} "
             f"{_r(after):g} {track.unit} ({facts.instance_type} baseline); {FRESH_INSTANCE_NOTE}"
