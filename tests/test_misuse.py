@@ -98,6 +98,13 @@ POLICY = "groups:\n  - name: crash-processor\n    auto_scaling_group: crash-asg\
             "soon",
         ),
         (
+            "an unknown log level",
+            ["--log-level", "verbose", "signals"],
+            {},
+            2,
+            "invalid choice: 'verbose'",
+        ),
+        (
             "a history limit below one",
             ["history", "--group", "g", "--limit", "0"],
             {},
@@ -116,6 +123,23 @@ def test_misuse_is_one_line_and_the_documented_exit_code(
     assert says in done.stderr, (case, done.stderr)
     assert "Traceback" not in done.stderr + done.stdout, case
     assert len(done.stderr.strip().splitlines()) == 1, (case, done.stderr)
+
+
+@pytest.mark.parametrize("args", [["signals"], ["policy", "schema"]])
+def test_output_to_a_full_disk_is_one_line_and_exit_1(tmp_path: Path, args: list[str]) -> None:
+    """`scaler ... >> /var/log/scaler.log` on a full disk: the run says it could not write."""
+    with open("/dev/full", "w") as full:  # every write fails: ENOSPC
+        done = subprocess.run(
+            [SCALER, *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip() == "scaler: failed: cannot write the output: No space left on device"
 
 
 def test_output_piped_to_head_exits_quietly(aws: LocalAws, tmp_path: Path) -> None:

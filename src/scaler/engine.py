@@ -229,8 +229,9 @@ class Evaluation:
         edge); and advice moving on in the same direction is repeated at most every
         `timeline_pace_minutes` (a ramp is one story, not one line a minute). A new instance-type
         opinion is always new advice, and so is the plan going past max_size (or back under
-        it): advice held at the cap reads as one more step otherwise. Alternatives are ranked where the bounding resource or
-        the type opinion changes, not repeated on every step of a ramp.
+        it): advice held at the cap reads as one more step otherwise. Alternatives are ranked
+        where the bounding resource or the type opinion changes, not repeated on every step of
+        a ramp.
         """
         plan, n = self.plan, self.window.length
         desired, current = plan.desired.tolist(), plan.current.tolist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -52,6 +53,8 @@ _HOMES = {
     "simulate": "simulate",
     "state": "state_cmd",
 }
+#: Errors of writing the output (disk full, quota, file too large, I/O): one line, exit 1.
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 #: Top-level options that take a value (the command is the first word that is not one).
 _VALUED_OPTIONS = ("--log-level", "--log-format")
 
@@ -82,7 +85,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="Autoscaling advisor for queue-fed worker fleets on AWS.",
     )
     parser.add_argument(
-        "--log-level", default="warning", help="stderr log level (default: warning)"
+        "--log-level",
+        default="warning",
+        type=str.lower,
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="stderr log level (default: warning)",
     )
     parser.add_argument("--log-format", choices=["console", "json"], default="console")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -113,6 +120,13 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> in
         # The reader went away (`scaler ... | head`): not an error, and nothing more to say.
         _silence_stdout()
         return EXIT_OK
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            raise
+        # Output to a full disk (cron's `>> /var/log/scaler.log`): the run could not report.
+        print(f"scaler: failed: cannot write the output: {exc.strerror}", file=sys.stderr)
+        _silence_stdout()
+        return EXIT_FAILED
     return code
 
 
