@@ -98,13 +98,6 @@ POLICY = "groups:\n  - name: crash-processor\n    auto_scaling_group: crash-asg\
             "soon",
         ),
         (
-            "an unknown log level",
-            ["--log-level", "verbose", "signals"],
-            {},
-            2,
-            "invalid choice: 'verbose'",
-        ),
-        (
             "a history limit below one",
             ["history", "--group", "g", "--limit", "0"],
             {},
@@ -140,6 +133,19 @@ def test_output_to_a_full_disk_is_one_line_and_exit_1(tmp_path: Path, args: list
         )
     assert done.returncode == 1
     assert done.stderr.strip() == "scaler: failed: cannot write the output: No space left on device"
+
+
+def test_an_unknown_log_level_is_refused_with_the_levels(tmp_path: Path) -> None:
+    """argparse's refusal: usage, then the one line naming the levels; exit 2."""
+    done = run(["--log-level", "verbose", "signals"], env={}, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "invalid choice: 'verbose' (choose from 'debug', 'info', 'warning', 'error', 'critical')"
+        )
+    )
 
 
 def test_output_piped_to_head_exits_quietly(aws: LocalAws, tmp_path: Path) -> None:
