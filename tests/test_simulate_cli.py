@@ -215,3 +215,13 @@ def test_the_documented_scenario_file_runs(
     path.write_text(example)
     assert main(["simulate", "--scenario", str(path), "--policy", "oracle"]) == 0
     assert capsys.readouterr().out.startswith("scenario my-fleet: our nightly batch (12 h,")
+
+
+def test_the_readme_shows_what_the_incident_simulation_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's table is the command's output today, not an older model's."""
+    assert main(["simulate", "--scenario", "incident"]) == 0
+    printed = capsys.readouterr().out.rstrip("\n")
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert f"```\n{printed}\n```" in readme
