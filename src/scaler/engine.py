@@ -15,7 +15,7 @@ import structlog
 from scaler.capacity import CapacityPlan, plan_capacity
 from scaler.instances.alternatives import Demand, InstanceConstraints, State
 from scaler.instances.catalog import Catalog, InstanceFacts, bundled_catalog
-from scaler.instances.measure import demand_from_window
+from scaler.instances.measure import DEMAND_TOTALS, demand_from_window
 from scaler.instances.ranking import rank_alternatives, size_on
 from scaler.models import Advice, Alternative, Finding, Recommendation, Strategy, advice_line
 from scaler.policy import GroupPolicy
@@ -145,6 +145,8 @@ class Evaluation:
         """
         if self.instance is None:
             return None
+        for parts in DEMAND_TOTALS:  # made once on the whole window; every slice shares them
+            self.window.total(parts)
         seen = self.window.slice(i + 1 - RANKING_LOOKBACK_MINUTES, i + 1)
         demand = demand_from_window(seen, self.instance)
         required = float(self.plan.required[i])

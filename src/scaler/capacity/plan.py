@@ -156,11 +156,13 @@ class CapacityPlan(BaseModel):
         sizing = None
         if raw is not None:
             sizing = Sizing.CONCURRENCY if self.concurrency[i] else Sizing.THROUGHPUT
+        need = val(self.need)
+        advised, now, planned = (None if x is None else int(x) for x in (desired, current, raw))
         decision = CapacityDecision(
-            desired=None if desired is None else int(desired),
-            current=None if current is None else int(current),
-            raw=None if raw is None else int(raw),
-            need=val(self.need),
+            desired=advised,
+            current=now,
+            raw=planned,
+            need=need,
             required_msg_per_min=val(self.required),
             arrivals_msg_per_min=val(self.arrivals),
             backlog=val(self.backlog),
@@ -171,29 +173,30 @@ class CapacityPlan(BaseModel):
             basis=basis,
             sizing=sizing,
             bytes_per_message=val(self.bytes_per_message),
-            held_by=None,
+            held_by=self._held_by(i, advised, now, planned, need),
             reason="",
         )
-        decision = decision.model_copy(update={"held_by": self._held_by(i, decision)})
         return decision.model_copy(update={"reason": capacity_reason(decision, self)})
 
-    def _held_by(self, i: int, d: CapacityDecision) -> Hold | None:
+    def _held_by(
+        self, i: int, desired: int | None, current: int | None, raw: int | None, need: float | None
+    ) -> Hold | None:
         """What held the advised number away from the planned one; None when they agree."""
-        if d.raw is None or d.desired is None or d.current is None or d.desired == d.raw:
+        if raw is None or desired is None or current is None or desired == raw:
             return None
-        clamped = min(max(d.raw, self.min_size), self.max_size)
-        if clamped != d.raw and d.desired == clamped:
-            return Hold.MAX_SIZE if d.raw > self.max_size else Hold.MIN_SIZE
-        if d.desired == d.current and _within(d.need, d.current, self.settings.tolerance):
+        clamped = min(max(raw, self.min_size), self.max_size)
+        if clamped != raw and desired == clamped:
+            return Hold.MAX_SIZE if raw > self.max_size else Hold.MIN_SIZE
+        if desired == current and _within(need, current, self.settings.tolerance):
             return Hold.TOLERANCE
-        if d.desired == d.current and self.balance_falling[i] and d.raw < d.current:
+        if desired == current and self.balance_falling[i] and raw < current:
             return Hold.BURST_BALANCE
-        if d.desired > d.raw:
+        if desired > raw:
             return Hold.SCALE_IN_STABILIZATION
-        if self.conservative[i] and d.desired < min(d.raw, self.max_size):
+        if self.conservative[i] and desired < min(raw, self.max_size):
             return Hold.DEPENDENCY
         # Only the bounds can push advice below the plan (a size above max_size held there).
-        return Hold.MAX_SIZE if d.desired >= self.max_size else Hold.MIN_SIZE
+        return Hold.MAX_SIZE if desired >= self.max_size else Hold.MIN_SIZE
 
 
 def _within(need: float | None, current: int, tolerance: float) -> bool:

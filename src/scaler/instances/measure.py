@@ -10,8 +10,20 @@ from scaler.instances.catalog import InstanceFacts
 from scaler.numeric import rolling_mean
 from scaler.signals import EBS_BYTES, EBS_OPS, Signal, Window
 
-__all__ = ["demand_from_window", "peak_ebs_mb_s", "volume_plateau_mb_s"]
+__all__ = ["DEMAND_TOTALS", "demand_from_window", "peak_ebs_mb_s", "volume_plateau_mb_s"]
 
+#: The per-minute sums demand is measured from. A caller that measures many slices of one
+#: window (a backtest's timeline) makes them on the whole window first: each slice then takes
+#: its share (`Window.slice`) instead of summing its own.
+DEMAND_TOTALS: tuple[tuple[Signal, ...], ...] = (
+    (Signal.QUEUE_DELETED,),
+    (Signal.INSTANCES,),
+    (Signal.QUEUE_SENT,),
+    tuple(EBS_BYTES),
+    tuple(EBS_OPS),
+    (Signal.CPU_USER,),
+    (Signal.MEM_USED,),
+)
 _FLAT_CV = 0.05  # a throughput whose spread is under 5% of its mean is a plateau
 _BELOW_BASELINE = 0.9  # ...and one under 90% of the instance baseline is not the instance's
 
@@ -23,7 +35,8 @@ def _mean(window: Window, minutes: int, *signals: Signal) -> float | None:
         return None
     tail = total[-minutes:] if minutes > 0 else total[:0]
     present = tail[~np.isnan(tail)]
-    return float(present.mean()) if len(present) else None
+    # What present.mean() computes (a sum, then one division), without its Python wrapper.
+    return float(np.add.reduce(present)) / len(present) if len(present) else None
 
 
 def demand_from_window(window: Window, current: InstanceFacts, minutes: int = 15) -> Demand | None:
@@ -34,21 +47,21 @@ def demand_from_window(window: Window, current: InstanceFacts, minutes: int = 15
     The tail is read as array slices of the window's (memoized) totals, not as a window of its
     own: a backtest's timeline measures demand at every minute that proposes a type.
     """
-    deleted = _mean(window, minutes, Signal.QUEUE_DELETED)
-    instances = _mean(window, minutes, Signal.INSTANCES)
-    arrivals = _mean(window, minutes, Signal.QUEUE_SENT)
+    deleted = _mean(window, minutes, *DEMAND_TOTALS[0])
+    instances = _mean(window, minutes, *DEMAND_TOTALS[1])
+    arrivals = _mean(window, minutes, *DEMAND_TOTALS[2])
     if not deleted or not instances or not arrivals:
         return None
-    bytes_per_min = _mean(window, minutes, *EBS_BYTES)
-    ops_per_min = _mean(window, minutes, *EBS_OPS)
+    bytes_per_min = _mean(window, minutes, *DEMAND_TOTALS[3])
+    ops_per_min = _mean(window, minutes, *DEMAND_TOTALS[4])
     demand = Demand.measured(
         current,
         arrivals_per_min=arrivals,
         msgs_per_min=deleted / instances,
         ebs_mb_s=float(bytes_per_min_to_mb_s(np.array([bytes_per_min or 0.0]))[0]),
         ebs_iops=float(ops_per_min_to_iops(np.array([ops_per_min or 0.0]))[0]),
-        cpu_pct=_mean(window, minutes, Signal.CPU_USER),
-        mem_used_pct=_mean(window, minutes, Signal.MEM_USED),
+        cpu_pct=_mean(window, minutes, *DEMAND_TOTALS[5]),
+        mem_used_pct=_mean(window, minutes, *DEMAND_TOTALS[6]),
         volume_mb_s=volume_plateau_mb_s(window, current, minutes),
     )
     peak = peak_ebs_mb_s(window, minutes)

@@ -95,15 +95,10 @@ def size_on(
 ) -> Alternative | None:
     """The row `rank_alternatives` computes for `instance_type` (the same arithmetic), even
     where its table keeps another size of the family; None if the constraints exclude it."""
-    plans = _plans(current, state, demand, catalog, constraints or InstanceConstraints())
-    plan = next(
-        (
-            p
-            for p in plans
-            if p.facts.instance_type == instance_type and p.strategy is not Strategy.GP3_THROUGHPUT
-        ),
-        None,
+    plans = _plans(
+        current, state, demand, catalog, constraints or InstanceConstraints(), only=instance_type
     )
+    plan = next((p for p in plans if p.strategy is not Strategy.GP3_THROUGHPUT), None)
     if plan is None:
         return None
     costed = _cost(
@@ -138,15 +133,21 @@ def _plans(
     demand: Demand,
     catalog: Catalog,
     constraints: InstanceConstraints,
+    *,
+    only: str | None = None,
 ) -> Iterable[_Plan]:
-    yield _Plan(
-        facts=current,
-        strategy=Strategy.SAME_TYPE,
-        ebs_mb_s=_ebs(current, demand),
-        change=f"more {current.instance_type} instances; nothing else changes",
-    )
+    """Every candidate plan, the current type's first; with `only`, that type's alone."""
+    if only is None or only == current.instance_type:
+        yield _Plan(
+            facts=current,
+            strategy=Strategy.SAME_TYPE,
+            ebs_mb_s=_ebs(current, demand),
+            change=f"more {current.instance_type} instances; nothing else changes",
+        )
     nvme_families = _nvme_families(current)
     for facts in catalog.allowed(current, constraints):
+        if only is not None and facts.instance_type != only:
+            continue
         if not _memory_safe(facts, current, demand):
             continue
         if state == "io" and facts.local_nvme and facts.family in nvme_families:
