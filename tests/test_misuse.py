@@ -139,13 +139,9 @@ def test_an_unknown_log_level_is_refused_with_the_levels(tmp_path: Path) -> None
     """argparse's refusal: usage, then the one line naming the levels; exit 2."""
     done = run(["--log-level", "verbose", "signals"], env={}, cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
-    assert (
-        done.stderr.strip()
-        .splitlines()[-1]
-        .endswith(
-            "invalid choice: 'verbose' (choose from 'debug', 'info', 'warning', 'error', 'critical')"
-        )
-    )
+    last = done.stderr.strip().splitlines()[-1]
+    levels = "'debug', 'info', 'warning', 'error', 'critical'"
+    assert last.endswith(f"invalid choice: 'verbose' (choose from {levels})")
 
 
 def test_output_piped_to_head_exits_quietly(aws: LocalAws, tmp_path: Path) -> None:
