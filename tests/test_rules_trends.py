@@ -280,7 +280,7 @@ def test_a_header_only_replay_is_bad_input(
     assert main(["backtest", str(path)]) == EXIT_BAD_INPUT
     captured = capsys.readouterr()
     assert "Findings" not in captured.out
-    assert "no datapoints" in captured.err
+    assert captured.err.startswith(f"scaler: error: {path}: the replay holds no datapoints")
 
 
 @pytest.mark.parametrize(

@@ -110,7 +110,11 @@ def replay_from_args(args: argparse.Namespace) -> Replayed:
     overrides = overrides_from(args)
     policy = load_policy(args.policy) if args.policy else default_policy()
     windows = read_replay_args(args)
-    return Replayed(windows, policy, overrides, run_backtest(windows, policy, overrides))
+    try:
+        advice = run_backtest(windows, policy, overrides)
+    except InputError as exc:  # about the replay's content: say which file
+        raise InputError(f"{args.file}: {exc}") from exc
+    return Replayed(windows, policy, overrides, advice)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -130,7 +134,9 @@ def _run(args: argparse.Namespace) -> int:
         print(render_json(advice))
     else:
         spans = ", ".join(
-            f"{w.group} {w.start:%Y-%m-%d %H:%M} -> {w.end:%H:%M} UTC ({w.length} min)"
+            f"{w.group} {w.start:%Y-%m-%d %H:%M} -> "
+            f"{w.end:{'%H:%M' if w.end.date() == w.start.date() else '%Y-%m-%d %H:%M'}} UTC "
+            f"({w.length:,} min)"
             for w in windows.values()
         )
         print(render_text(advice, f"scaler backtest {args.file}: {spans}"))
