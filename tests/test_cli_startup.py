@@ -37,13 +37,15 @@ def test_every_registered_command_is_listed_where_the_line_finds_it() -> None:
 
 
 def test_a_backtest_starts_without_the_apply_path_or_yaml(tmp_path: Path) -> None:
-    """`scaler backtest` runs end to end in a fresh interpreter; boto3 and PyYAML never load."""
+    """`scaler backtest` runs end to end in a fresh interpreter; boto3, PyYAML and (nothing
+    being logged at the default level) structlog never load."""
     trace = ROOT / "src" / "scaler" / "data" / "incident-m5xlarge.csv"
     script = (
         "import sys\n"
         "from scaler.cli import main\n"
         f"code = main(['backtest', {str(trace)!r}, '--format', 'json'])\n"
-        "loaded = sorted(m for m in ('boto3', 'botocore', 'yaml') if m in sys.modules)\n"
+        "names = ('boto3', 'botocore', 'yaml', 'structlog')\n"
+        "loaded = sorted(m for m in names if m in sys.modules)\n"
         "print(code, loaded, file=sys.stderr)\n"
     )
     done = subprocess.run(

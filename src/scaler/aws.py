@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
-import structlog
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -39,6 +38,7 @@ from tenacity import (
 )
 
 from scaler.errors import AwsCallError, RetryableAwsError, ScalerError
+from scaler.logs import get_logger
 
 if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ENDPOINT_ENV = "SCALER_ENDPOINT_URL"
 

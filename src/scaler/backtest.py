@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scaler.engine import Evaluation, evaluate
 from scaler.errors import InputError
 from scaler.instances.catalog import Catalog
+from scaler.logs import get_logger
 from scaler.models import Advice
 from scaler.policy import GroupPolicy, Policy
 from scaler.signals import Window
 
 __all__ = ["Overrides", "evaluate_windows", "group_policy_for", "run_backtest"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class Overrides(BaseModel):

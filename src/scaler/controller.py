@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Literal, NamedTuple
 
-import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from scaler.aws import DEFAULT_RETRY, Clients, RetryPolicy
@@ -41,6 +40,7 @@ from scaler.control import (
 from scaler.errors import AwsCallError, InputError, ScalerError
 from scaler.instances.catalog import Catalog
 from scaler.live import GroupAdvice, StoredMemory, advise, place_clients
+from scaler.logs import get_logger
 from scaler.models import EvidenceValue, GroupError, GroupState, Place
 from scaler.policy import GroupPolicy, Policy
 from scaler.sources.autoscaling import read_group_states
@@ -54,7 +54,7 @@ __all__ = [
     "run_tick",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: How often ticks run (cron, the Lambda schedule, `--every`): a lease not renewed for this
 #: long belongs to a holder that is not working, so the group runs without its controller.

@@ -10,13 +10,13 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import structlog
 
 from scaler.capacity import CapacityPlan, plan_capacity
 from scaler.instances.alternatives import Demand, InstanceConstraints, State
 from scaler.instances.catalog import Catalog, InstanceFacts, bundled_catalog
 from scaler.instances.measure import DEMAND_TOTALS, demand_from_window
 from scaler.instances.ranking import rank_alternatives, size_on
+from scaler.logs import get_logger
 from scaler.models import Advice, Alternative, Finding, Recommendation, Strategy, advice_line
 from scaler.policy import GroupPolicy
 from scaler.rules.base import Opinion, Rule, RuleContext, RuleOutcome
@@ -24,7 +24,7 @@ from scaler.signals import Window
 
 __all__ = ["Evaluation", "evaluate"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 ALTERNATIVES_SHOWN = 5  # the comparison table's rows, besides "more of the same"

@@ -24,8 +24,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
 from scaler.alerts.destinations import backends
 from scaler.alerts.parse import parse_document
 from scaler.alerts.pipeline import enrich
@@ -35,7 +33,7 @@ from scaler.control import SqliteStateStore, open_store
 from scaler.control.store import StateStore
 from scaler.errors import InputError, ScalerError
 from scaler.lambda_handler import LambdaContext
-from scaler.logs import configure_logging
+from scaler.logs import configure_logging, get_logger
 from scaler.policy import load_policy
 
 __all__ = ["DEADLINE_MARGIN_MS", "EnrichFailedError", "LambdaContext", "handler", "run_invocation"]
@@ -43,7 +41,7 @@ __all__ = ["DEADLINE_MARGIN_MS", "EnrichFailedError", "LambdaContext", "handler"
 POLICY_ENV = "SCALER_POLICY"
 #: Everything ends this long before the invocation times out: room to log and return.
 DEADLINE_MARGIN_MS = 3_000
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class EnrichFailedError(ScalerError):

@@ -30,12 +30,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
 from botocore.config import Config
 
 from scaler.aws import Clients, RetryPolicy, make_clients
 from scaler.errors import InputError, ScalerError
-from scaler.logs import configure_logging
+from scaler.logs import configure_logging, get_logger
 
 if TYPE_CHECKING:
     from scaler.controller import TickReport
@@ -54,7 +53,7 @@ __all__ = [
     "worker",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 POLICY_ENV = "SCALER_POLICY"
 APPLY_ENV = "SCALER_APPLY"

@@ -8,13 +8,12 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-import structlog
-
 from scaler.errors import InputError
+from scaler.logs import get_logger
 
 __all__ = ["MAX_BACKOFF", "parse_interval", "run_every"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: However many ticks fail in a row, the next one is tried within this.
 MAX_BACKOFF = timedelta(minutes=15)

@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
-import structlog
-
 from scaler.aws import AWS_CALL_ERRORS, classify_aws_error, outcome_unknown, read_answer
 from scaler.control.audit import Action, AuditRecord, AwsCall, Mode, RecordedOutcome, Result
 from scaler.control.rails import Rail, RailDecision
 from scaler.control.store import Lease, StateStore
 from scaler.errors import AwsCallError, RetryableAwsError, ScalerError
+from scaler.logs import get_logger
 from scaler.models import EvidenceValue, GroupState, format_time
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ __all__ = [
     "set_desired_capacity_call",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DecisionT = TypeVar("DecisionT")
 ResultT = TypeVar("ResultT", bound=RecordedOutcome)

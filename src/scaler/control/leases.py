@@ -15,14 +15,13 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-import structlog
-
 from scaler.control.store import Lease, StateStore
 from scaler.errors import ScalerError
+from scaler.logs import get_logger
 
 __all__ = ["DEFAULT_LEASE_TTL", "DEFAULT_RENEW_EVERY", "HeldLease", "hold_lease"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Longer than any group's work takes (every AWS call is bounded: 5 s to connect, 30 s to
 #: read, 20 s of retries); a holder that died frees the group after this.

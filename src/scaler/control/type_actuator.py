@@ -11,7 +11,6 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from botocore.parsers import ResponseParserError
 
 from scaler.aws import AWS_CALL_ERRORS, outcome_unknown, read_answer
@@ -20,6 +19,7 @@ from scaler.control.audit import AuditRecord, AwsCall, Mode, RecordedOutcome, Re
 from scaler.control.rails import Rail
 from scaler.control.store import Lease, StateStore
 from scaler.control.type_rails import TypeChangeDecision, type_change_tick_id
+from scaler.logs import get_logger
 from scaler.models import EvidenceValue, GroupState, format_time
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TypeChangeResult", "TypeChanger"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 # Rails that make no call but leave nothing undone: the result reads "unchanged", not "held".
 # How far back (audit records of the group) a version left by a failed refresh is looked for.
 _LOOKBACK = 50

@@ -9,17 +9,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from scaler.aws import AWS_CALL_ERRORS, classify_aws_error
 from scaler.instances.catalog import Catalog, InstanceFacts, bundled_catalog
+from scaler.logs import get_logger
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 __all__ = ["SOURCE", "facts_from_api", "fetch_catalog", "write_snapshot"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SOURCE = "EC2 DescribeInstanceTypes (EbsInfo.EbsOptimizedInfo, InstanceStorageInfo)"
 _MIB_PER_GIB = 1024

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
-import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from scaler.engine import evaluate
 from scaler.instances.catalog import Catalog
+from scaler.logs import get_logger
 from scaler.models import Advice, GroupError, GroupState, Place
 from scaler.policy import GroupPolicy
 from scaler.signals import MINUTE, Signal, Window, floor_minute
@@ -22,7 +22,7 @@ from scaler.sources.plausible import drop_implausible
 
 __all__ = ["CORE_SIGNALS", "GroupAdvice", "TickAdvice", "advise_group", "as_of_data"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 #: Without these at a minute, there is no telling the backlog, the throughput or the fleet size.

@@ -14,12 +14,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from scaler.aws import Clients, RetryPolicy
 from scaler.errors import ScalerError
 from scaler.live.advice import GroupAdvice
+from scaler.logs import get_logger
 from scaler.models import GroupError, GroupState
 from scaler.policy import GroupPolicy, Policy
 from scaler.signals import MINUTE, floor_minute
@@ -39,7 +39,7 @@ __all__ = [
     "settings_digest",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 #: The queue says trouble when its waiting messages exceed those at the last full read by this

@@ -8,14 +8,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-import structlog
-
 from scaler.aws import DEFAULT_RETRY, Clients, RetryPolicy
 from scaler.errors import AwsCallError, RetryableAwsError, ScalerError
 from scaler.heap import collection_paused
 from scaler.instances.catalog import Catalog
 from scaler.live.advice import GroupAdvice, TickAdvice, advise_group
 from scaler.live.gate import ReadMemory, TickGate
+from scaler.logs import get_logger
 from scaler.models import GroupError, GroupState, Place
 from scaler.policy import GroupPolicy, Policy
 from scaler.signals import Window, floor_minute
@@ -24,7 +23,7 @@ from scaler.sources.cloudwatch import CloudWatchSource, MetricTarget
 
 __all__ = ["PlaceClients", "advise", "place_clients"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def advise(

@@ -16,10 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from scaler.aws import DEFAULT_RETRY, RetryPolicy, call_aws
 from scaler.errors import AwsCallError, RetryableAwsError
+from scaler.logs import get_logger
 from scaler.models import GroupError, GroupState
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ DESCRIBE_BATCH = 50  # names per DescribeAutoScalingGroups / DescribeLaunchConfi
 _DONE_ACTIVITY = frozenset({"Successful", "Failed", "Cancelled"})
 _ACTIVE_REFRESH = frozenset({"Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"})
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Instance types of numbered launch template versions kept per EC2 client; past this many
 #: (a fleet that mints versions for ever) the memory starts again rather than growing.

@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import structlog
 from pydantic import BaseModel, ConfigDict
 
 from scaler.aws import DEFAULT_RETRY, RetryPolicy, call_aws, error_code, name_groups
 from scaler.errors import AwsCallError, InputError, RetryableAwsError
+from scaler.logs import get_logger
 from scaler.models import GroupError
 from scaler.signals import MINUTE, Series, Signal, Window, floor_minute
 from scaler.sources.grid import per_instance, place
@@ -57,7 +57,7 @@ _QUERY_FAULTS = frozenset(
 )
 _NO_DATA_STATUSES = frozenset({"Forbidden", "InternalError"})
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def queue_name_of(name_or_url: str) -> str:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import structlog
 from numpy.typing import NDArray
 
 from scaler.errors import ReplayError
+from scaler.logs import get_logger
 from scaler.signals import MINUTE, Signal, Window
 
 __all__ = [
@@ -72,7 +72,7 @@ Codes = NDArray[np.integer[Any]]
 
 #: Receives one-line warnings (unknown signals); the CLI prints them, the default logs them.
 Warn = Callable[[str], None]
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def _log_warning(message: str) -> None:
