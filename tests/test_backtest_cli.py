@@ -141,3 +141,35 @@ def test_advice_held_at_max_size_keeps_saying_what_the_load_needs(
     assert not any("max_size" in r["summary"] for r in uncapped)
     # (its lines fall on other minutes: within the 10% tolerance of the last need told)
     assert max(r["desired_capacity"] or 0 for r in uncapped) >= 0.9 * needs[-1]
+
+
+def test_values_no_fleet_can_have_are_missing_data_as_in_a_live_tick(
+    incident: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CPU share of -5% or 500% is named on stderr and read as missing: the advice is what
+    the file without those rows gives (it changed the advice before; the live tick dropped it)."""
+    bad_rows = {
+        "2026-03-02T09:06:00Z,cpu_user,": "-5",
+        "2026-03-02T09:07:00Z,cpu_iowait,": "500",
+    }
+    lines = incident.read_text().splitlines()
+    bad, clean = tmp_path / "bad.csv", tmp_path / "clean.csv"
+    bad.write_text(
+        "\n".join(
+            next((p + v for p, v in bad_rows.items() if line.startswith(p)), line) for line in lines
+        )
+        + "\n"
+    )
+    clean.write_text(
+        "\n".join(line for line in lines if not line.startswith(tuple(bad_rows))) + "\n"
+    )
+    flags = ["--instance-type", "m5.xlarge", "--format", "json"]
+    assert main(["backtest", str(bad), *flags]) == EXIT_OK
+    dropped = capsys.readouterr()
+    assert main(["backtest", str(clean), *flags]) == EXIT_OK
+    assert json.loads(dropped.out) == json.loads(capsys.readouterr().out)
+    assert (
+        f"scaler: warning: {bad}: group 'default': cpu_user read -5 at 09:06 UTC: outside "
+        "what the fleet can have, ignored"
+    ) in dropped.err
+    assert "cpu_iowait read 500 at 09:07 UTC" in dropped.err

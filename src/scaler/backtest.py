@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -13,6 +13,7 @@ from scaler.logs import get_logger
 from scaler.models import Advice
 from scaler.policy import GroupPolicy, Policy
 from scaler.signals import Window
+from scaler.sources.plausible import drop_implausible
 
 __all__ = ["Overrides", "evaluate_windows", "group_policy_for", "run_backtest"]
 
@@ -57,8 +58,13 @@ def evaluate_windows(
     policy: Policy,
     overrides: Overrides | None = None,
     catalog: Catalog | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[Evaluation]:
-    """Evaluate each replay group with its policy group and the overrides."""
+    """Evaluate each replay group with its policy group and the overrides.
+
+    Values no fleet can have are missing data here too, as in a live tick (the same
+    `drop_implausible`), each named through `warn` (default: a log warning).
+    """
     overrides = overrides or Overrides()
     if not any(w.length for w in windows.values()):
         raise InputError(
@@ -76,12 +82,26 @@ def evaluate_windows(
         hi = overrides.max_size if overrides.max_size is not None else hi
         if lo > hi:
             raise InputError(f"group {name!r}: min size {lo} is above max size {hi}")
-        out.append(evaluate(window, group, instance=facts, bounds=(lo, hi), catalog=catalog))
+        plausible = drop_implausible(window, in_service=None, max_size=hi)
+        for note in plausible.notes:
+            (warn or _log_warning)(f"group {name!r}: {note}")
+        out.append(
+            evaluate(plausible.window, group, instance=facts, bounds=(lo, hi), catalog=catalog)
+        )
     return out
 
 
 def run_backtest(
-    windows: Mapping[str, Window], policy: Policy, overrides: Overrides | None = None
+    windows: Mapping[str, Window],
+    policy: Policy,
+    overrides: Overrides | None = None,
+    *,
+    warn: Callable[[str], None] | None = None,
 ) -> Advice:
     """Findings and the advice timeline for every replay group."""
-    return Advice.merge(e.backtest_advice() for e in evaluate_windows(windows, policy, overrides))
+    evaluations = evaluate_windows(windows, policy, overrides, warn=warn)
+    return Advice.merge(e.backtest_advice() for e in evaluations)
+
+
+def _log_warning(message: str) -> None:
+    log.warning("backtest.implausible", note=message)

@@ -111,7 +111,9 @@ def replay_from_args(args: argparse.Namespace) -> Replayed:
     policy = load_policy(args.policy) if args.policy else default_policy()
     windows = read_replay_args(args)
     try:
-        advice = run_backtest(windows, policy, overrides)
+        advice = run_backtest(
+            windows, policy, overrides, warn=lambda note: _print_warning(f"{args.file}: {note}")
+        )
     except InputError as exc:  # about the replay's content: say which file
         raise InputError(f"{args.file}: {exc}") from exc
     return Replayed(windows, policy, overrides, advice)

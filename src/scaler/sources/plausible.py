@@ -1,10 +1,11 @@
 """Values no fleet can have are missing data, not data: the last step from a source to a Window.
 
-Called by the live tick (`live.advise_group`) on every window it reads from CloudWatch, before
-any rule sees it. A negative instance count, an infinite backlog, a CPU share over 100%, or an
-in-service count that contradicts the Auto Scaling group's own description would otherwise read
-as a fleet that can shrink; here each becomes NaN (missing), and the caller is told in words
-("instances read -5: ignored") so the output says why a minute was not judged.
+Called by the live tick (`live.advise_group`) on every window it reads from CloudWatch, and by
+the backtest (`backtest.evaluate_windows`) on every replayed window, before any rule sees it. A
+negative instance count, an infinite backlog, a CPU share over 100%, or an in-service count
+that contradicts the Auto Scaling group's own description would otherwise read as a fleet that
+can shrink; here each becomes NaN (missing), and the caller is told in words ("instances read
+-5: ignored") so the output says why a minute was not judged.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _PERCENT = frozenset(
 # How many of the newest minutes are compared with the group's description: the in-service
 # metric lags the group by a minute or two, so only a gross disagreement counts.
 _RECENT_MINUTES = 5
+_DAY = 1440
 
 
 class PlausibleWindow:
@@ -48,21 +50,25 @@ class PlausibleWindow:
         self.dropped_recent = recent
 
 
-def drop_implausible(window: Window, *, in_service: int, max_size: int) -> PlausibleWindow:
-    """`window` with every physically impossible value set to NaN, and what was dropped."""
+def drop_implausible(window: Window, *, in_service: int | None, max_size: int) -> PlausibleWindow:
+    """`window` with every physically impossible value set to NaN, and what was dropped.
+
+    `in_service` is the group's own count now (a live tick); a backtest has none to compare.
+    """
     names = list(window.series)
     if not names or window.length == 0:
         return PlausibleWindow(window, [], False)
     # Every signal at once, one row each: a live tick checks ~17 short series a group.
     values = np.vstack([window.series[name] for name in names])
     bad = _impossible(names, values, max_size)
-    if Signal.INSTANCES.value in names:
+    if Signal.INSTANCES.value in names and in_service is not None:
         row = names.index(Signal.INSTANCES.value)
         bad[row] |= _contradicts_group(values[row], in_service)
     dropped = np.flatnonzero(bad.any(axis=1))
     if not len(dropped):
         return PlausibleWindow(window, [], False)
     series = dict(window.series)
+    when = "%H:%M" if window.length <= _DAY else "%Y-%m-%d %H:%M"  # a replay may span days
     notes: list[str] = []
     recent = False
     for row in map(int, dropped):
@@ -71,7 +77,7 @@ def drop_implausible(window: Window, *, in_service: int, max_size: int) -> Plaus
         count = int(row_bad.sum())
         notes.append(
             f"{name} read {_show(row_values[first])} at "
-            f"{window.time_at(first):%H:%M} UTC"
+            f"{window.time_at(first):{when}} UTC"
             + (f" and {count - 1} more minute(s)" if count > 1 else "")
             + ": outside what the fleet can have, ignored"
         )
