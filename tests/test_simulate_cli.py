@@ -225,3 +225,15 @@ def test_the_readme_shows_what_the_incident_simulation_prints(
     printed = capsys.readouterr().out.rstrip("\n")
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert f"```\n{printed}\n```" in readme
+
+
+def test_a_plot_that_is_not_a_png_is_refused_before_the_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As `backtest --plot`: the picture is a PNG; said at once, exit 2, nothing written."""
+    jpg = tmp_path / "week.jpg"
+    assert main(["simulate", "--scenario", "diurnal-week", "--plot", str(jpg)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"scaler: error: --plot {jpg}: the picture is a PNG; name it ending in .png"
+    )
+    assert not jpg.exists()

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from scaler.errors import InputError
 
-__all__ = ["write_atomically"]
+__all__ = ["png_path", "write_atomically"]
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -38,3 +38,10 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def png_path(path: Path, flag: str = "--plot") -> Path:
+    """`path` if it names a PNG; else InputError saying so (checked before any work is done)."""
+    if path.suffix.lower() != ".png":
+        raise InputError(f"{flag} {path}: the picture is a PNG; name it ending in .png")
+    return path

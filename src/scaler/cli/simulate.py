@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from scaler.cli import EXIT_OK, commands
 from scaler.errors import InputError
+from scaler.fileio import png_path
 from scaler.instances.catalog import bundled_catalog
 from scaler.registry import UnknownNameError
 from scaler.sim.loop import check_scaler, run_policies
@@ -62,6 +64,8 @@ def _run(args: argparse.Namespace) -> int:
         if not 0 < args.days <= MAX_DAYS:
             raise InputError(f"--days: {args.days:g} is outside (0, {MAX_DAYS}]")
         minutes = max(round(args.days * 1440), 30)
+    if args.plot is not None:
+        png_path(args.plot)  # before the runs, not after them
     scenario, rates = load_scenario(args.scenario, minutes=minutes)
     check_scaler(scenario, args.scenario)
     catalog = bundled_catalog()
@@ -73,16 +77,12 @@ def _run(args: argparse.Namespace) -> int:
         results=[summarize(run, scenario) for run in runs],
     )
     if args.plot is not None:
-        try:
-            plot(runs, scenario, args.plot)
-        except OSError as exc:
-            raise InputError(f"--plot {args.plot}: cannot write: {exc.strerror or exc}") from exc
+        plot(runs, scenario, args.plot)  # written whole or not at all; errors name the file
+        print(f"scaler: picture written to {args.plot}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(to_json_dict(report), indent=2))
     else:
         print(render_text(report, scenario))
-        if args.plot is not None:
-            print(f"\nplot: {args.plot}")
     return EXIT_OK
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scaler.backtest import Overrides, group_policy_for
-from scaler.errors import InputError
-from scaler.fileio import write_atomically
+from scaler.fileio import png_path, write_atomically
 from scaler.instances.catalog import InstanceFacts
 from scaler.models import Advice
 from scaler.policy import Policy
@@ -58,8 +57,7 @@ def plot_advice(
 ) -> list[Path]:
     """Write one PNG per group (`out.png`, or `out-<group>.png` for several); their paths."""
     path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise InputError(f"--plot {path}: the picture is a PNG; name it ending in .png")
+    png_path(path)
     written = []
     for name, window in windows.items():
         target = path if len(windows) == 1 else path.with_name(f"{path.stem}-{name}.png")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from scaler.fileio import write_atomically
 from scaler.sim.loop import Run
 from scaler.sim.scenario import Scenario
 
@@ -200,7 +201,7 @@ def plot(runs: Sequence[Run], scenario: Scenario, path: Path) -> None:
     axes[0].set_title(f"scaler simulate: {scenario.name}")
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=100)
+        write_atomically(path, lambda stream: fig.savefig(stream, format="png", dpi=100))
     finally:
         plt.close(fig)
 
