@@ -140,3 +140,24 @@ def test_demo_prints_the_path_of_the_incident_picture(capsys: pytest.CaptureFixt
     assert out.index(found.group(0)) < out.index("== tick at")
     with Image.open(found.group(1)) as image:
         assert image.size == (WIDTH_PX, 1900)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["report", "{trace}", "-o", "{out}.txt"], "-o {out}.txt: the report is one HTML file"),
+        (["backtest", "{trace}", "--plot", "{out}.jpg"], "--plot {out}.jpg: the picture is a PNG"),
+    ],
+)
+def test_an_output_named_for_another_format_is_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    """inputs: a command whose output file has the wrong suffix; expected: exit 2, one line
+    naming the flag and the fix, and no file written."""
+    trace = tmp_path / "incident.csv"
+    trace.write_text(incident_text())
+    out = tmp_path / "out"
+    fill = {"trace": str(trace), "out": str(out)}
+    assert main([a.format(**fill) for a in argv]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip().startswith(f"scaler: error: {says.format(**fill)}")
+    assert list(tmp_path.iterdir()) == [trace]

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from scaler.errors import InputError
 
-__all__ = ["png_path", "write_atomically"]
+__all__ = ["html_path", "png_path", "write_atomically"]
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -42,6 +42,15 @@ def _umask() -> int:
 
 def png_path(path: Path, flag: str = "--plot") -> Path:
     """`path` if it names a PNG; else InputError saying so (checked before any work is done)."""
-    if path.suffix.lower() != ".png":
-        raise InputError(f"{flag} {path}: the picture is a PNG; name it ending in .png")
+    return _named(path, (".png",), f"{flag} {path}: the picture is a PNG")
+
+
+def html_path(path: Path, flag: str = "-o") -> Path:
+    """`path` if it names an HTML file; else InputError saying so (checked before any work)."""
+    return _named(path, (".html", ".htm"), f"{flag} {path}: the report is one HTML file")
+
+
+def _named(path: Path, suffixes: tuple[str, ...], what: str) -> Path:
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{what}; name it ending in {suffixes[0]}")
     return path

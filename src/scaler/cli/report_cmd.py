@@ -9,7 +9,7 @@ from pathlib import Path
 
 from scaler.cli import EXIT_OK, commands
 from scaler.cli.backtest import add_fleet_arguments, add_replay_arguments, replay_from_args
-from scaler.fileio import write_atomically
+from scaler.fileio import html_path, write_atomically
 
 __all__: list[str] = []
 
@@ -26,10 +26,10 @@ def _add(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
 def _run(args: argparse.Namespace) -> int:
     from scaler.report.html import render_html
 
+    target = html_path(Path(args.output))  # before the backtest, not after it
     r = replay_from_args(args)
     source = "stdin" if args.file == "-" else Path(args.file).name
     page = render_html(r.windows, r.advice, r.policy, r.overrides, source).encode("utf-8")
-    target = Path(args.output)
     write_atomically(target, lambda stream: stream.write(page))
     print(f"scaler: report written to {target}", file=sys.stderr)
     return EXIT_OK
