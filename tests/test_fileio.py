@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
 
-from scaler.errors import InputError
+from scaler.errors import InputError, ScalerError
 from scaler.fileio import write_atomically
 
 
 def _half_then_fail(stream: BinaryIO) -> None:
     stream.write(b"timestamp,signal,value\n2026-03-02T08:00:00Z,cpu")
     raise KeyboardInterrupt  # Ctrl-C in the middle of an export
+
+
+def _disk_full(stream: BinaryIO) -> None:
+    stream.write(b"timestamp,signal,value\n")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("existing", [None, b"the previous export\n"])
+def test_a_full_disk_fails_the_write_naming_the_file(
+    tmp_path: Path, existing: bytes | None
+) -> None:
+    """A write the disk refuses: a failure (not bad input) naming the file; the old file (or
+    none) stays and no temporary file is left, so `main` never reads it as stdout's failure."""
+    target = tmp_path / "incident.csv"
+    if existing is not None:
+        target.write_bytes(existing)
+    with pytest.raises(ScalerError, match=r"incident\.csv: cannot write: No space left") as info:
+        write_atomically(target, _disk_full)
+    assert not isinstance(info.value, InputError)
+    assert (target.read_bytes() if target.exists() else None) == existing
+    assert [p.name for p in tmp_path.iterdir()] == ([target.name] if existing else [])
 
 
 @pytest.mark.parametrize("existing", [None, b"the previous export\n"])

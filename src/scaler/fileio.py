@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from scaler.errors import InputError
+from scaler.errors import InputError, ScalerError
 
 __all__ = ["html_path", "png_path", "write_atomically"]
 
@@ -29,6 +29,9 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
             write(stream)
         os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file is the usual
         os.replace(temp, path)
+    except OSError as exc:  # a full disk, a quota: the run could not do its job (exit 1)
+        Path(temp).unlink(missing_ok=True)
+        raise ScalerError(f"{path}: cannot write: {exc.strerror or exc}") from exc
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
